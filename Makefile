@@ -1,0 +1,95 @@
+# Real-time emotion evaluator. Every target installs what it needs, from nothing.
+#   make run     serve the page and the API at http://127.0.0.1:$(PORT)
+#   make test    lint + the whole test suite (what CI runs)
+#   make train   train on FER+ (hours on a CPU; resumable), then export and evaluate
+#   make synth   CDK synth (no AWS credentials, no Docker);  make deploy  cdk deploy
+#   make bench   latency/throughput/cold start/size against the seed's design
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+HOST ?= 127.0.0.1
+FERPLUS ?= ../shared/data/ferplus
+RUN ?= runs/ferplus-r34-64
+EPOCHS ?= 24
+MODEL ?= models/emotion.onnx
+SITE_BUILD := build/site
+export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
+
+.PHONY: run test lint train train-resume export eval site synth deploy smoke bench clean
+
+# --- installs -----------------------------------------------------------------------------
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# What `make run` needs: the function's runtime plus a server.
+$(VENV)/.runtime: function/requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r function/requirements.txt uvicorn==0.54.0
+	touch $@
+
+# Everything the tests need (training included: the suite trains a tiny model).
+$(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Debian's Chromium for the browser tests (never `playwright install`).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# --- the page -----------------------------------------------------------------------------
+site: $(SITE_BUILD)/.built
+$(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null)
+	rm -rf $(SITE_BUILD) && mkdir -p $(SITE_BUILD)/vendor
+	cp -r site/. $(SITE_BUILD)/
+	cp node_modules/tracking/build/tracking-min.js $(SITE_BUILD)/vendor/
+	cp node_modules/tracking/build/data/face-min.js $(SITE_BUILD)/vendor/
+	touch $@
+
+# --- serve ---------------------------------------------------------------------------------
+run: $(VENV)/.runtime site
+	EMOTION_STATIC_DIR=$(SITE_BUILD) $(VENV)/bin/uvicorn emotion.app:create_app --factory \
+		--host $(HOST) --port $(PORT) --no-access-log
+
+# --- test ----------------------------------------------------------------------------------
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(VENV)/.dev node_modules/.installed /usr/bin/chromium site lint
+	$(PY) -m pytest -q
+
+# --- training ------------------------------------------------------------------------------
+train: $(VENV)/.dev
+	$(PY) -m training.train --train $(FERPLUS)/FER2013Train --valid $(FERPLUS)/FER2013Valid \
+		--run $(RUN) --epochs $(EPOCHS) --resume
+	$(MAKE) export eval
+
+export: $(VENV)/.dev
+	$(PY) -m training.export --run $(RUN) --out $(MODEL)
+
+eval: $(VENV)/.dev
+	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+
+# --- deploy --------------------------------------------------------------------------------
+synth: $(VENV)/.dev node_modules/.installed site
+	npx cdk synth --quiet
+
+deploy: $(VENV)/.dev node_modules/.installed site
+	npx cdk deploy $(CDK_ARGS)
+
+smoke: $(VENV)/.dev
+	$(PY) -m infra.smoke --stack $(STACK)
+
+# --- benchmarks ----------------------------------------------------------------------------
+bench: $(VENV)/.dev site
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build cdk.out .pytest_cache

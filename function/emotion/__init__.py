@@ -1,0 +1,1 @@
+"""Facial emotion classification service: bytes -> image -> tensor -> probabilities -> JSON."""

@@ -1,0 +1,26 @@
+"""Client errors: a status, a short machine code and a sentence for a person."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    def as_json(self) -> dict[str, str]:
+        return {"error": self.code, "detail": self.detail}
+
+
+def bad_request(code: str, detail: str) -> ClientError:
+    return ClientError(400, code, detail)
+
+
+def too_large(code: str, detail: str) -> ClientError:
+    return ClientError(413, code, detail)
+
+
+def unsupported(code: str, detail: str) -> ClientError:
+    return ClientError(415, code, detail)

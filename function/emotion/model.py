@@ -1,0 +1,54 @@
+"""The ONNX model and its card: a batch of face images -> class probabilities."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from emotion.card import ModelCard
+from emotion.preprocess import to_input
+
+
+class EmotionModel:
+    """Loaded once per process (Lambda init, server start), then shared by all requests."""
+
+    def __init__(self, onnx_path: Path, threads: int = 0):
+        self.card = ModelCard.read(Path(onnx_path).with_suffix(".json"))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Small CPUs (Lambda: ~1-2 vCPU): one thread per core, no inter-op pool, no spinning
+        # threads burning the core the event loop needs.
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One inference at load, so the first request does not pay for lazy allocation."""
+        blank = Image.new("L", (self.card.input_size, self.card.input_size), 128)
+        self.predict([blank])
+
+    def predict(self, images: list[Image.Image]) -> np.ndarray:
+        batch = to_input(images, self.card)
+        (logits,) = self.session.run(None, {self.input_name: batch})
+        return softmax(logits.astype(np.float64))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def ranked(probabilities: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """{class: probability}, most likely first (JSON keeps the order)."""
+    order = np.argsort(-probabilities, kind="stable")
+    return {classes[i]: round(float(probabilities[i]), 6) for i in order}

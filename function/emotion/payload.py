@@ -1,0 +1,125 @@
+"""An HTTP request -> the image bytes it carries (form, JSON, or raw body).
+
+Sizes are enforced while reading, before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from emotion.errors import bad_request, too_large, unsupported
+
+FIELD = "imgBase64"  # the seed client's form field
+FILE_FIELDS = ("image", "file")  # multipart uploads of the image itself
+RAW_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.I)
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_-]")
+
+
+async def image_bytes(request: Request, max_body: int) -> bytes:
+    media_type = content_type(request.headers)
+    body = await _read_body(request, max_body)
+    if not body:
+        raise bad_request("empty_body", f"The request has no body; send the image in '{FIELD}'.")
+    if media_type == "application/x-www-form-urlencoded":
+        return await _from_form(FormParser(request.headers, _once(body), max_part_size=max_body))
+    if media_type == "multipart/form-data":
+        parser = MultiPartParser(
+            request.headers, _once(body), max_files=1, max_fields=8, max_part_size=max_body
+        )
+        return await _from_form(parser)
+    if media_type == "application/json":
+        return _from_json(body)
+    if media_type in RAW_IMAGE_TYPES:
+        return body
+    shown = media_type or "none"
+    raise unsupported(
+        "unsupported_media_type",
+        f"Content-Type {shown!r} is not accepted: send a form, JSON, or an image/jpeg, "
+        "image/png or image/webp body.",
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _body_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _body_too_large(limit: int):
+    return too_large("body_too_large", f"The request body is over the {limit:,}-byte limit.")
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def _from_form(parser: FormParser | MultiPartParser) -> bytes:
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        raise bad_request("malformed_form", f"The form could not be parsed: {e.message}") from None
+    try:
+        for name in FILE_FIELDS:
+            value = form.get(name)
+            if isinstance(value, UploadFile):
+                return await value.read()
+        value = form.get(FIELD)
+        if isinstance(value, UploadFile):
+            return await value.read()
+        if not value:
+            raise bad_request("missing_image", f"The form has no '{FIELD}' field.")
+        return decode_base64(value)
+    finally:
+        await form.close()
+
+
+def _from_json(body: bytes) -> bytes:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("malformed_json", "The body is not valid JSON.") from None
+    value = document.get(FIELD) if isinstance(document, dict) else None
+    if not isinstance(value, str) or not value:
+        raise bad_request("missing_image", f"The JSON object has no '{FIELD}' string.")
+    return decode_base64(value)
+
+
+def decode_base64(text: str) -> bytes:
+    """A data URL or bare base64; tolerant of line breaks, the URL-safe alphabet and
+    missing padding, and of '+' turned into ' ' by a client that forgot to URL-encode."""
+    text = text.strip()
+    if match := _DATA_URL.match(text):
+        declared = (match["type"] or "").lower()
+        if declared and not declared.startswith("image/"):
+            raise unsupported("unsupported_media_type", f"The data URL holds {declared!r}.")
+        if ";base64" not in match["params"].lower():
+            raise bad_request("bad_base64", "The data URL is not base64-encoded.")
+        text = text[match.end() :]
+    raw = re.sub(rb"[\r\n\t]", b"", text.encode("ascii", "replace")).replace(b" ", b"+")
+    if not raw or _NOT_BASE64.search(raw):
+        raise bad_request("bad_base64", f"'{FIELD}' is not base64.")
+    raw = raw.rstrip(b"=").replace(b"-", b"+").replace(b"_", b"/")
+    try:
+        return base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
+    except binascii.Error:
+        raise bad_request("bad_base64", f"'{FIELD}' is not valid base64.") from None
+
+
+def content_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";")[0].strip().lower()

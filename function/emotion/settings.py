@@ -1,0 +1,40 @@
+"""Configuration from the environment, read once when the app is built."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _default_model() -> Path:
+    # In the Lambda image the model sits beside the package; in a checkout, in models/.
+    for candidate in (_HERE.parent / "models", _HERE.parents[1] / "models"):
+        if (candidate / "emotion.onnx").is_file():
+            return candidate / "emotion.onnx"
+    return _HERE.parents[1] / "models" / "emotion.onnx"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path
+    static_dir: Path | None  # serve the page too (local only; Lambda never serves files)
+    max_body_bytes: int  # whole request; Lambda's payload limit is 6 MB
+    max_pixels: int  # width * height, checked from the header before decoding
+    min_side: int  # smaller images carry no face worth classifying
+    threads: int  # ONNX Runtime intra-op threads
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        static = env.get("EMOTION_STATIC_DIR")
+        return cls(
+            model_path=Path(env.get("EMOTION_MODEL", _default_model())),
+            static_dir=Path(static) if static else None,
+            max_body_bytes=int(env.get("EMOTION_MAX_BODY_BYTES", 5_000_000)),
+            max_pixels=int(env.get("EMOTION_MAX_PIXELS", 16_000_000)),
+            min_side=int(env.get("EMOTION_MIN_SIDE", 8)),
+            threads=int(env.get("EMOTION_THREADS", 0)),  # 0: one per available core
+        )

@@ -1,0 +1,50 @@
+"""The network and the loss: fastai's ResNet34 for one grayscale channel, soft targets."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from fastai.vision.all import create_vision_model, resnet34
+from torch import nn
+
+from emotion.card import CLASSES
+
+
+def build_model() -> nn.Module:
+    """What `vision_learner(resnet34, pretrained=False, n_in=1, n_out=8)` builds.
+
+    Export rebuilds it with this same call, so the weights load into the same graph.
+    """
+    return create_vision_model(resnet34, n_out=len(CLASSES), pretrained=False, n_in=1)
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Cross-entropy against a probability vector (the FER+ vote distribution)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+    # fastai's get_preds/predict use these to turn logits into probabilities and labels.
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=1)
+
+    def decodes(self, probs: torch.Tensor) -> torch.Tensor:
+        return probs.argmax(dim=1)
+
+
+def soft_accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Top-1 agreement with the plurality vote (a quick per-epoch signal, not the protocol)."""
+    return (logits.argmax(dim=1) == target.argmax(dim=1)).float().mean()
+
+
+class FlipAverage(nn.Module):
+    """Test-time augmentation baked into the exported graph: mean logits of x and its mirror."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = self.model(torch.cat([x, torch.flip(x, dims=[3])]))
+        plain, mirrored = both.chunk(2)
+        return (plain + mirrored) / 2
