@@ -1,6 +1,6 @@
 """Export a trained run to ONNX (dynamic batch) with its model card beside it.
 
-    python -m training.export --run runs/NAME [--out models/emotion.onnx] [--checkpoint epoch_N]
+python -m training.export --run runs/NAME [--out models/emotion.onnx] [--checkpoint epoch_N]
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ INTENDED_USE = {
         "reliably.",
         "FER2013 under-represents children, older adults and darker skin tones; accuracy for "
         "them is not measured here and is likely lower.",
-        "Contempt and Disgust have few training faces: their recall is the lowest (see "
-        "metrics).",
+        "Contempt and Disgust have few training faces: their recall is the lowest (see metrics).",
     ],
     "not_for": (
         "Never a basis for decisions about a person (hiring, policing, grading, credit, "

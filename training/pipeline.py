@@ -10,9 +10,9 @@ from fastai.vision.all import (
     Normalize,
     PILImageBW,
     RandomErasing,
-    ToTensor,
     Resize,
     ResizeMethod,
+    ToTensor,
     aug_transforms,
 )
 
@@ -69,9 +69,7 @@ def dataloaders(
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
-    dsets = Datasets(
-        range(len(faces)), [[FaceImage(faces)], [FaceTarget(faces)]], splits=splits
-    )
+    dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [FaceTarget(faces)]], splits=splits)
     return dsets.dataloaders(
         bs=bs,
         after_item=[*item_transforms(card), ToTensor()],

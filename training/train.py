@@ -160,9 +160,12 @@ def main(argv: list[str] | None = None) -> None:
         start = done + 1
         log.info("resuming after epoch %d of %d", done, args.epochs)
     else:
-        config = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                  "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
-                  "card": json.loads(json.dumps(card.__dict__, default=list))}  # fmt: skip
+        command = shlex.join(sys.argv[1:] if argv is None else argv)
+        config = {
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "command": f"python -m training.train {command}",
+            "card": json.loads(json.dumps(card.__dict__, default=list)),
+        }
         config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     started = time.time()
@@ -172,8 +175,10 @@ def main(argv: list[str] | None = None) -> None:
                 args.epochs,
                 args.lr,
                 start_epoch=start,
-                cbs=[SaveModelCallback(every_epoch=True, fname="epoch", with_opt=True),
-                     KeepLastCheckpoints()],  # fmt: skip
+                cbs=[
+                    SaveModelCallback(every_epoch=True, fname="epoch", with_opt=True),
+                    KeepLastCheckpoints(),
+                ],
             )
     torch.save(learn.model.state_dict(), run / "final.pth")
     elapsed = time.time() - started

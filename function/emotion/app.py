@@ -102,6 +102,7 @@ def _static_site(directory: Path, api_methods: dict[str, str]):
     async def with_headers(scope, receive, send):
         if scope["path"] in api_methods:  # e.g. GET /face: an API path, the wrong method
             raise HTTPException(405, headers={"Allow": api_methods[scope["path"]]})
+
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *encoded]

@@ -20,6 +20,7 @@ from emotion.errors import bad_request, too_large, unsupported
 FIELD = "imgBase64"  # the seed client's form field
 FILE_FIELDS = ("image", "file")  # multipart uploads of the image itself
 RAW_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
+DATA_URL_TYPES = RAW_IMAGE_TYPES | {"image/jpg", "image/gif", "image/bmp", "image/tiff"}
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.I)
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_-]")
 
@@ -106,8 +107,11 @@ def decode_base64(text: str) -> bytes:
     text = text.strip()
     if match := _DATA_URL.match(text):
         declared = (match["type"] or "").lower()
-        if declared and not declared.startswith("image/"):
-            raise unsupported("unsupported_media_type", f"The data URL holds {declared!r}.")
+        if declared and declared not in DATA_URL_TYPES:
+            raise unsupported(
+                "unsupported_media_type",
+                f"The data URL holds {declared!r}; send PNG, JPEG, WebP, GIF, BMP or TIFF.",
+            )
         if ";base64" not in match["params"].lower():
             raise bad_request("bad_base64", "The data URL is not base64-encoded.")
         text = text[match.end() :]

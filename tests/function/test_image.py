@@ -1,0 +1,110 @@
+"""What function/Dockerfile builds, without Docker: replay its COPY lines into an empty task
+root, install the requirements there, and invoke the handler with only that folder and the
+standard library on the import path (as the Lambda runtime does)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lambda_events import http_api_event
+
+from face_images import astronaut_face, data_url, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "function" / "Dockerfile"
+
+
+def copy_instructions() -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY, with ${LAMBDA_TASK_ROOT} left for the caller."""
+    steps = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.upper().startswith("COPY "):
+            *sources, destination = shlex.split(line)[1:]
+            steps.append((sources, destination))
+    return steps
+
+
+def build_task_root(task_root: Path) -> None:
+    for sources, destination in copy_instructions():
+        target = Path(destination.replace("${LAMBDA_TASK_ROOT}", str(task_root)))
+        for source in sources:
+            src = ROOT / source
+            if src.is_dir():
+                shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                dest = target / src.name if destination.endswith("/") else target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "-r", str(task_root / "requirements.txt"), "--target", str(task_root)],
+        check=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("task-root")
+    build_task_root(root)
+    return root
+
+
+INVOKE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from emotion.handler import handler
+event = json.load(sys.stdin)
+class Context: aws_request_id = "test"
+result = handler(event, Context())
+heavy = [m for m in ("torch", "fastai", "starlette.testclient") if m in sys.modules]
+print(json.dumps({"result": result, "heavy": heavy, "path": sys.path}))
+"""
+
+
+def invoke(task_root: Path, event: dict) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", INVOKE, str(task_root)],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        cwd=task_root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_dockerfile_copies_code_and_model():
+    copied = [s for sources, _ in copy_instructions() for s in sources]
+    assert "function/emotion" in copied
+    assert {"models/emotion.onnx", "models/emotion.json"} <= set(copied)
+    assert 'CMD ["emotion.handler.handler"]' in DOCKERFILE.read_text()
+
+
+def test_handler_answers_from_the_task_root_alone(task_root):
+    raw = encode(astronaut_face())
+    from urllib.parse import urlencode
+
+    form = urlencode({"imgBase64": data_url(raw)})
+    out = invoke(
+        task_root, http_api_event("POST", "/face", form, "application/x-www-form-urlencoded")
+    )
+    assert out["result"]["statusCode"] == 200, out["result"]
+    predictions = json.loads(out["result"]["body"])["predictions"]
+    assert len(predictions) == 8
+    assert out["heavy"] == []
+    site_packages = [p for p in out["path"] if "site-packages" in p]
+    assert site_packages == [], "only the task root and the standard library may be importable"
+
+
+def test_task_root_has_no_training_stack(task_root):
+    names = {p.name.lower() for p in task_root.iterdir()}
+    assert not names & {"torch", "fastai", "torchvision"}
+    size_mb = sum(f.stat().st_size for f in task_root.rglob("*") if f.is_file()) / 1e6
+    assert size_mb < 300, f"the function installs {size_mb:.0f} MB"

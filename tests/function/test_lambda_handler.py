@@ -1,0 +1,92 @@
+"""The Mangum handler with API Gateway events shaped as AWS sends them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlencode
+
+import pytest
+from lambda_events import LambdaContext, http_api_event, rest_api_event
+
+from emotion.card import CLASSES
+from face_images import astronaut_face, data_url, encode
+
+EVENTS = [http_api_event, rest_api_event]
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(scope="module")
+def handler():
+    from emotion.handler import handler
+
+    return handler
+
+
+def call(handler, event) -> tuple[int, dict, dict]:
+    result = handler(event, LambdaContext())
+    body = result["body"]
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    return result["statusCode"], json.loads(body), headers
+
+
+def assert_sorted_predictions(body: dict) -> None:
+    values = list(body["predictions"].values())
+    assert sorted(body["predictions"]) == sorted(CLASSES)
+    assert values == sorted(values, reverse=True)
+    assert sum(values) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize("make_event", EVENTS, ids=["http-api-2.0", "rest-1.0"])
+def test_seed_form_base64_encoded_by_api_gateway(handler, make_event):
+    form = urlencode({"imgBase64": data_url(encode(astronaut_face()))})
+    status, body, headers = call(handler, make_event("POST", "/face", form, FORM, binary=True))
+    assert status == 200
+    assert_sorted_predictions(body)
+    assert headers["content-type"] == "application/json"
+    assert "infer;dur=" in headers["server-timing"]
+
+
+@pytest.mark.parametrize("make_event", EVENTS, ids=["http-api-2.0", "rest-1.0"])
+def test_raw_jpeg_body(handler, make_event):
+    raw = encode(astronaut_face().convert("RGB"), "JPEG")
+    status, body, _ = call(handler, make_event("POST", "/face", raw, "image/jpeg", binary=True))
+    assert status == 200
+    assert_sorted_predictions(body)
+
+
+@pytest.mark.parametrize("make_event", EVENTS, ids=["http-api-2.0", "rest-1.0"])
+def test_json_body_as_text(handler, make_event):
+    doc = json.dumps({"imgBase64": data_url(encode(astronaut_face()))})
+    event = make_event("POST", "/face", doc, "application/json", binary=False)
+    status, body, _ = call(handler, event)
+    assert status == 200
+    assert_sorted_predictions(body)
+
+
+@pytest.mark.parametrize("make_event", EVENTS, ids=["http-api-2.0", "rest-1.0"])
+def test_health(handler, make_event):
+    status, body, _ = call(handler, make_event("GET", "/health"))
+    assert status == 200 and body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status", "code"),
+    [
+        ("POST", "/face", b"imgBase64=%%%", FORM, 400, "bad_base64"),
+        ("POST", "/face", b"not an image", "image/png", 400, "not_an_image"),
+        ("POST", "/face", b"hello", "text/plain", 415, "unsupported_media_type"),
+        ("GET", "/face", None, None, 405, "method_not_allowed"),
+    ],
+)
+@pytest.mark.parametrize("make_event", EVENTS, ids=["http-api-2.0", "rest-1.0"])
+def test_errors_through_the_handler(handler, make_event, method, path, body, content_type, status, code):  # fmt: skip
+    got_status, got, _ = call(handler, make_event(method, path, body, content_type))
+    assert (got_status, got["error"]) == (status, code)
+
+
+def test_lambda_never_serves_files(handler):
+    status, body, _ = call(handler, http_api_event("GET", "/index.html"))
+    assert status == 404 and body["error"] == "not_found"

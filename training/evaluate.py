@@ -1,0 +1,160 @@
+"""Evaluate the exported model exactly as the service runs it, and record the results in
+its card.
+
+    python -m training.evaluate --model models/emotion.onnx --valid DIR [--run runs/NAME]
+
+Measures, on the majority-vote faces of DIR (FER+ protocol; or a class-folder layout):
+accuracy, per-class recall, expected calibration error (15 bins), a confusion-matrix PNG,
+and accuracy on the same faces upscaled to 144x144 RGB JPEG (how a webcam crop arrives).
+With --run, also the parity of the ONNX file + serving preprocessing against the fastai
+pipeline + PyTorch weights of that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emotion.decode import decode_image
+from emotion.model import EmotionModel
+from training import data, metrics
+
+log = logging.getLogger("training")
+BATCH = 256
+
+
+def predict_files(model: EmotionModel, paths: list[Path], webcam: bool = False) -> np.ndarray:
+    """Through the service's own decoder; webcam=True re-encodes as a 144 px RGB JPEG first."""
+    out = []
+    for start in range(0, len(paths), BATCH):
+        images = []
+        for path in paths[start : start + BATCH]:
+            raw = path.read_bytes()
+            if webcam:
+                raw = as_webcam_jpeg(raw)
+            images.append(decode_image(raw, max_pixels=16_000_000, min_side=8))
+        out.append(model.predict(images))
+    return np.concatenate(out)
+
+
+def as_webcam_jpeg(raw: bytes, side: int = 144) -> bytes:
+    with Image.open(io.BytesIO(raw)) as im:
+        big = im.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def plot_confusion(matrix: np.ndarray, classes: tuple[str, ...], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (majority vote)")
+    ax.set_title(title)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            colour = "white" if rates[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", fontsize=8, color=colour)
+    fig.colorbar(shown, ax=ax, label="row share")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def fastai_parity(run: Path, model: EmotionModel, faces: list[data.Face]) -> dict[str, float]:
+    """fastai pipeline + PyTorch weights vs serving preprocessing + ONNX, same files."""
+    import torch
+
+    from training.export import load_weights
+    from training.model import FlipAverage
+    from training.pipeline import inference_batch
+
+    net = load_weights(run, None)
+    if model.card.details.get("flip_tta"):
+        net = FlipAverage(net)
+    probs_fastai = []
+    with torch.no_grad():
+        for start in range(0, len(faces), BATCH):
+            x = inference_batch(faces[start : start + BATCH], model.card)
+            probs_fastai.append(torch.softmax(net(x), dim=1).numpy())
+    reference = np.concatenate(probs_fastai)
+    served = predict_files(model, [f.path for f in faces])
+    return {
+        "top1_agreement": float((reference.argmax(1) == served.argmax(1)).mean()),
+        "max_abs_prob_diff": float(np.abs(reference - served).max()),
+        "images": len(faces),
+    }
+
+
+def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | None) -> dict:
+    model = EmotionModel(model_path)
+    classes = model.card.classes
+    faces, labels = data.read_dataset(valid_dir)
+    kept = [(f, lab) for f, lab in zip(faces, labels, strict=True) if lab is not None]
+    paths = [f.path for f, _ in kept]
+    truth = np.array([lab for _, lab in kept])
+
+    started = time.time()
+    probs = predict_files(model, paths)
+    seconds = time.time() - started
+    webcam_probs = predict_files(model, paths, webcam=True)
+    matrix = metrics.confusion(probs, truth, len(classes))
+    recalls = metrics.recall_per_class(matrix)
+    result = {
+        "split": str(valid_dir),
+        "protocol": "FER+ majority vote: single votes dropped, label = class with more than "
+        "half of the rest, unknown/NF/ties left out",
+        "faces": len(paths),
+        "accuracy": round(metrics.accuracy(probs, truth), 4),
+        "recall": {c: round(float(r), 4) for c, r in zip(classes, recalls, strict=True)},
+        "ece_15_bins": round(metrics.expected_calibration_error(probs, truth, 15), 4),
+        "webcam_144_rgb_jpeg_accuracy": round(metrics.accuracy(webcam_probs, truth), 4),
+        "confusion_matrix": {"rows_true_cols_predicted": classes, "counts": matrix.tolist()},
+        "ms_per_face_batched": round(seconds * 1000 / len(paths), 3),
+    }
+    if run:
+        result["parity_vs_fastai"] = fastai_parity(run, model, [f for f, _ in kept])
+    if plot:
+        title = f"{model.card.label}: {result['accuracy']:.1%} on {len(paths)} faces"
+        plot_confusion(matrix, classes, plot, title)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("models/emotion.onnx"))
+    p.add_argument("--valid", type=Path, required=True)
+    p.add_argument("--run", type=Path, help="training run, for the fastai parity check")
+    p.add_argument("--plot", type=Path, default=None, help="default: <model>-confusion.png")
+    p.add_argument("--no-card", action="store_true", help="print only; leave the card as is")
+    args = p.parse_args(argv)
+
+    plot = args.plot or args.model.with_name(args.model.stem + "-confusion.png")
+    result = evaluate(args.model, args.valid, args.run, plot)
+    print(json.dumps(result, indent=2))
+    if not args.no_card:
+        card_path = args.model.with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        card.setdefault("metrics", {})["valid"] = result
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        log.info("metrics written to %s", card_path)
+
+
+if __name__ == "__main__":
+    main()
