@@ -1,0 +1,114 @@
+// The API on the same origin: relative URLs, so the page works locally and behind CloudFront.
+
+export const CLASSES = [
+  'Anger', 'Disgust', 'Surprise', 'Sadness', 'Happiness', 'Neutral', 'Contempt', 'Fear',
+];
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = 'unreachable' } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function readError(response) {
+  let code = `http_${response.status}`;
+  let detail = `The server answered ${response.status} ${response.statusText}`.trim() + '.';
+  try {
+    const body = await response.json();
+    if (body && typeof body.error === 'string') code = body.error;
+    if (body && typeof body.detail === 'string') detail = body.detail;
+  } catch {
+    // Not JSON (a proxy's error page, say): keep the status line.
+  }
+  return new ApiError(detail, { status: response.status, code });
+}
+
+async function send(url, init) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-store', ...init });
+  } catch (err) {
+    if (err && err.name === 'AbortError') throw err;
+    throw new ApiError('The server cannot be reached.', { code: 'unreachable' });
+  }
+  if (!response.ok) throw await readError(response);
+  try {
+    return await response.json();
+  } catch {
+    throw new ApiError('The server sent an answer that is not JSON.', {
+      status: response.status, code: 'bad_response',
+    });
+  }
+}
+
+/** POST one face crop (a data URL) in the seed's format; resolves to the ranked probabilities. */
+export async function classify(dataUrl, { signal } = {}) {
+  const started = performance.now();
+  const body = await send('face', {
+    method: 'POST',
+    body: new URLSearchParams({ imgBase64: dataUrl }),
+    signal,
+  });
+  const predictions = body && body.predictions;
+  if (!predictions || CLASSES.some((name) => typeof predictions[name] !== 'number')) {
+    throw new ApiError('The server answered without the eight emotion probabilities.', {
+      code: 'bad_response',
+    });
+  }
+  return { predictions, rtt: performance.now() - started };
+}
+
+export function health({ signal } = {}) {
+  return send('health', { method: 'GET', signal });
+}
+
+/**
+ * Exponential backoff shared by every request: after a failure nothing is sent until the
+ * wait is over; each further failure doubles the wait (with a little jitter), a success resets it.
+ */
+export class Backoff {
+  constructor({ first = 500, max = 8000 } = {}) {
+    this.first = first;
+    this.max = max;
+    this.delay = 0;
+    this.until = 0;
+    this.failures = 0;
+  }
+
+  ready(now = performance.now()) {
+    return now >= this.until;
+  }
+
+  remaining(now = performance.now()) {
+    return Math.max(0, this.until - now);
+  }
+
+  fail(now = performance.now()) {
+    this.failures += 1;
+    this.delay = this.delay ? Math.min(this.max, this.delay * 2) : this.first;
+    const jitter = this.delay * 0.2 * Math.random();
+    this.until = now + this.delay + jitter;
+    return this.until - now;
+  }
+
+  succeed() {
+    const hadFailed = this.failures > 0;
+    this.delay = 0;
+    this.until = 0;
+    this.failures = 0;
+    return hadFailed;
+  }
+}
+
+/** Explain an error to a person, in one sentence. */
+export function describe(err) {
+  if (err instanceof ApiError) {
+    if (err.code === 'unreachable') return 'The server cannot be reached.';
+    if (err.status >= 500) return `The server had a problem (${err.status}).`;
+    return `The server refused the image: ${err.message}`;
+  }
+  return 'Something went wrong while asking the server.';
+}

@@ -1,0 +1,137 @@
+// Entry point: wires the page's parts together.
+
+import { Alerts } from './alerts.js';
+import { Backoff, describe, health } from './api.js';
+import { Bars } from './bars.js';
+import { Live } from './live.js';
+import { Upload } from './upload.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** The main face's result: its top emotion in words and the eight bars. */
+class ResultPanel {
+  constructor(top, bars, announce) {
+    this.top = top;
+    this.bars = new Bars(bars);
+    this.announce = announce;
+    this.announced = '';
+    this.announcedAt = -Infinity;
+  }
+
+  show(ranked, now = performance.now()) {
+    if (!ranked.length) return;
+    const [name] = ranked[0];
+    if (this.top.dataset.emotion !== name || this.top.classList.contains('idle')) {
+      this.top.textContent = name;
+      this.top.dataset.emotion = name;
+      this.top.classList.remove('idle');
+    }
+    this.bars.show(ranked);
+    this.bars.dim(false);
+    // Screen readers hear the top emotion when it settles on a new one, not on every frame.
+    if (name !== this.announced && now - this.announcedAt > 2000) {
+      this.announced = name;
+      this.announcedAt = now;
+      this.announce.textContent = `Main face: ${name}`;
+    }
+  }
+
+  idle(text) {
+    if (this.top.textContent !== text) {
+      this.top.textContent = text;
+      this.top.dataset.emotion = '';
+      this.top.classList.add('idle');
+    }
+    this.bars.dim(true);
+  }
+}
+
+/** Round trip, predictions per second and faces in view. */
+class Stats {
+  constructor(rtt, rate, faces) {
+    Object.assign(this, { rttOut: rtt, rateOut: rate, facesOut: faces });
+  }
+
+  show({ rtt = undefined, rate = undefined, count = undefined, faces = undefined }) {
+    if (rtt !== undefined) {
+      this.rttOut.textContent = rtt === null ? '–' : `${Math.round(rtt)} ms`;
+      this.rttOut.dataset.value = rtt === null ? '' : rtt.toFixed(1);
+    }
+    if (rate !== undefined) {
+      this.rateOut.textContent = rate.toFixed(1);
+      this.rateOut.dataset.value = rate.toFixed(2);
+    }
+    if (count !== undefined) this.rateOut.dataset.count = String(count);
+    if (faces !== undefined) {
+      this.facesOut.textContent = String(faces);
+      this.facesOut.dataset.value = String(faces);
+    }
+  }
+}
+
+async function checkServer(alerts, modelInfo, backoff) {
+  for (;;) {
+    try {
+      const body = await health();
+      alerts.clear('health');
+      backoff.succeed();
+      if (body && body.model) modelInfo.textContent = `Model: ${body.model}`;
+      return;
+    } catch (err) {
+      if (backoff.ready()) backoff.fail();
+      const wait = backoff.remaining();
+      alerts.set('health', `${describe(err)} The page will keep trying.`, performance.now() + wait);
+      const timer = setInterval(() => alerts.tick(), 500);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      clearInterval(timer);
+    }
+  }
+}
+
+function main() {
+  const alerts = new Alerts($('alert-area'), $('alert'), $('alert-retry'));
+  const backoff = new Backoff();
+  const panel = new ResultPanel($('top-emotion'), $('bars'), $('announce'));
+  const stats = new Stats($('rtt'), $('rate'), $('faces'));
+  const uploadPanel = $('upload-panel');
+
+  const upload = new Upload({
+    input: $('file'),
+    dropzone: $('dropzone'),
+    status: $('upload-status'),
+    canvas: $('photo'),
+    results: $('upload-results'),
+    alerts,
+    backoff,
+  });
+
+  const live = new Live({
+    video: $('video'),
+    overlay: $('overlay'),
+    stage: $('stage'),
+    hint: $('stage-hint'),
+    startButton: $('start'),
+    stopButton: $('stop'),
+    status: $('status'),
+    stats,
+    panel,
+    alerts,
+    backoff,
+    onNoCamera: () => {
+      uploadPanel.classList.add('suggested');
+      $('upload-intro').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+      $('file').focus({ preventScroll: true });
+    },
+  });
+
+  if (!window.tracking) {
+    $('start').disabled = true;
+    live.setStatus('The face tracker (tracking.js) did not load; reload the page.', true);
+  }
+  window.addEventListener('pagehide', () => live.stop());
+  document.body.dataset.ready = 'true';
+  checkServer(alerts, $('model-info'), backoff);
+  return { live, upload };
+}
+
+main();

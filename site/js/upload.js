@@ -1,0 +1,207 @@
+// A photo instead of the camera: the same detection and crops, a result for every face found.
+
+import { classify, describe } from './api.js';
+import { Bars, percent } from './bars.js';
+import { centreSquare, FaceCropper, FaceDetector, squareAround } from './faces.js';
+
+const MAX_PHOTO_FACES = 12;
+const DETECT_WIDTH = 640; // photos are one-off: a larger copy finds smaller faces
+const DISPLAY_WIDTH = 960;
+const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function loadImage(file) {
+  const url = URL.createObjectURL(file);
+  const image = new Image();
+  image.src = url;
+  return image.decode().then(
+    () => {
+      URL.revokeObjectURL(url);
+      return image;
+    },
+    () => {
+      URL.revokeObjectURL(url);
+      throw new Error('This file could not be read as an image.');
+    },
+  );
+}
+
+export class Upload {
+  constructor({ input, dropzone, status, canvas, results, alerts, backoff }) {
+    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff });
+    this.cropper = new FaceCropper();
+    this.detector = null;
+    this.job = 0;
+    input.addEventListener('change', () => {
+      if (input.files && input.files[0]) this.analyse(input.files[0]);
+    });
+    dropzone.addEventListener('dragenter', (e) => this.dragOver(e));
+    dropzone.addEventListener('dragover', (e) => this.dragOver(e));
+    dropzone.addEventListener('dragleave', () => dropzone.classList.remove('dragging'));
+    dropzone.addEventListener('drop', (e) => {
+      e.preventDefault();
+      dropzone.classList.remove('dragging');
+      const file = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+      if (file) this.analyse(file);
+    });
+    // A photo dropped next to the zone must not make the browser leave the page.
+    window.addEventListener('dragover', (e) => e.preventDefault());
+    window.addEventListener('drop', (e) => e.preventDefault());
+  }
+
+  dragOver(e) {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+    this.dropzone.classList.add('dragging');
+  }
+
+  setStatus(text, warning = false) {
+    this.status.textContent = text;
+    this.status.classList.toggle('warning', warning);
+  }
+
+  async analyse(file) {
+    const job = ++this.job;
+    this.results.replaceChildren();
+    this.canvas.hidden = true;
+    if (file.type && !file.type.startsWith('image/')) {
+      this.setStatus(`“${file.name}” is not an image.`, true);
+      return;
+    }
+    this.setStatus('Looking for faces in the photo…');
+    let image;
+    try {
+      image = await loadImage(file);
+    } catch (err) {
+      this.setStatus(err.message, true);
+      return;
+    }
+    if (job !== this.job) return;
+    const w = image.naturalWidth;
+    const h = image.naturalHeight;
+    if (!this.detector) this.detector = new FaceDetector({ width: DETECT_WIDTH });
+    let boxes;
+    try {
+      boxes = await this.detector.detect(image, w, h, { limit: MAX_PHOTO_FACES });
+    } catch (err) {
+      this.setStatus(`Face detection failed: ${err.message}`, true);
+      return;
+    }
+    if (job !== this.job) return;
+    const found = boxes.length;
+    let squares = boxes.map((b) => squareAround(b, w, h));
+    if (!found) {
+      squares = [centreSquare(w, h)];
+      boxes = squares;
+    }
+    this.drawPhoto(image, w, h, boxes, []);
+    const results = [];
+    for (const [i, square] of squares.entries()) {
+      if (job !== this.job) return;
+      this.setStatus(found
+        ? `Found ${found} face${found > 1 ? 's' : ''}; reading face ${i + 1}…`
+        : 'No face found; reading the centre of the photo…');
+      const crop = this.cropper.crop(image, square);
+      const thumbnail = document.createElement('canvas');
+      thumbnail.width = crop.width;
+      thumbnail.height = crop.height;
+      thumbnail.getContext('2d').drawImage(crop, 0, 0);
+      let result;
+      try {
+        result = await this.classifyWithRetry(crop.toDataURL('image/jpeg', 0.9), job);
+      } catch (err) {
+        if (job !== this.job) return;
+        this.setStatus(`The photo could not be analysed: ${describe(err)} Choose it again to retry.`, true);
+        return;
+      }
+      if (job !== this.job) return;
+      results.push(result);
+      this.addResult(i, found, thumbnail, result.predictions);
+      this.drawPhoto(image, w, h, boxes, results);
+    }
+    this.setStatus(found
+      ? `Found ${found} face${found > 1 ? 's' : ''} in the photo.`
+      : 'No face was found, so the centre of the photo was classified instead.', !found);
+  }
+
+  async classifyWithRetry(dataUrl, job, attempts = 5) {
+    for (let attempt = 1; ; attempt++) {
+      const wait = this.backoff.remaining();
+      if (wait > 0) await sleep(wait);
+      if (job !== this.job) throw new Error('superseded');
+      try {
+        const result = await classify(dataUrl);
+        this.backoff.succeed();
+        this.alerts.clear('upload');
+        return result;
+      } catch (err) {
+        if (this.backoff.ready()) this.backoff.fail();
+        const last = attempt >= attempts;
+        const retryAt = last ? null : performance.now() + this.backoff.remaining();
+        const next = last ? ' Choose the photo again to retry.' : ' Retrying on its own.';
+        this.alerts.set('upload', `${describe(err)}${next}`, retryAt);
+        if (last) throw err;
+      }
+    }
+  }
+
+  drawPhoto(image, w, h, boxes, results) {
+    const scale = Math.min(1, DISPLAY_WIDTH / w);
+    const canvas = this.canvas;
+    canvas.width = Math.round(w * scale);
+    canvas.height = Math.round(h * scale);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+    const font = Math.max(14, Math.round(canvas.width / 40));
+    ctx.font = `600 ${font}px system-ui, sans-serif`;
+    ctx.textBaseline = 'bottom';
+    boxes.forEach((box, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      const x = box.x * scale;
+      const y = box.y * scale;
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = colour;
+      ctx.strokeRect(x, y, box.width * scale, box.height * scale);
+      const top = results[i] && Object.entries(results[i].predictions).sort((a, b) => b[1] - a[1])[0];
+      const label = `${i + 1}${top ? ` ${top[0]} ${percent(top[1])}` : ''}`;
+      const tw = ctx.measureText(label).width + 12;
+      const ty = y > font + 8 ? y - 2 : y + box.height * scale + font + 8;
+      ctx.fillStyle = 'rgba(10, 12, 16, 0.8)';
+      ctx.fillRect(x - 2, ty - font - 6, tw, font + 8);
+      ctx.fillStyle = colour;
+      ctx.fillText(label, x + 4, ty);
+    });
+    canvas.hidden = false;
+    const n = results.length;
+    canvas.setAttribute('aria-label', boxes.length && n
+      ? `The photo, with ${boxes.length} marked region${boxes.length > 1 ? 's' : ''}`
+      : 'The photo');
+  }
+
+  addResult(i, found, thumbnail, predictions) {
+    const ranked = Object.entries(predictions).sort((a, b) => b[1] - a[1]);
+    const card = document.createElement('article');
+    card.className = 'face-result';
+    const heading = document.createElement('h3');
+    const title = found ? `Face ${i + 1}` : 'Centre of the photo';
+    heading.textContent = `${title}: ${ranked[0][0]}`;
+    heading.id = `upload-face-${i + 1}`;
+    card.setAttribute('aria-labelledby', heading.id);
+    thumbnail.className = 'face-thumb';
+    thumbnail.setAttribute('role', 'img');
+    thumbnail.setAttribute('aria-label', `${title}, as sent to the model`);
+    const list = document.createElement('ol');
+    list.className = 'bars compact';
+    list.id = `upload-bars-${i + 1}`;
+    list.setAttribute('aria-label', `Probability of each emotion, ${title.toLowerCase()}`);
+    const body = document.createElement('div');
+    body.className = 'face-result-body';
+    body.append(heading, list);
+    card.append(thumbnail, body);
+    this.results.append(card);
+    new Bars(list).show(ranked);
+  }
+}

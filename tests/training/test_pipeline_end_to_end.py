@@ -1,0 +1,148 @@
+"""A tiny real run: generated faces -> fastai training (1 epoch) -> ONNX + card -> ONNX
+Runtime, with the export and preprocessing parity checks the served model depends on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from emotion.card import CLASSES, ModelCard
+from emotion.model import EmotionModel
+from emotion.preprocess import to_input
+from training import evaluate, export, train
+from training.data import Face, read_folders
+from training.model import FlipAverage
+from training.pipeline import inference_batch
+
+
+def drawn_face(rng: np.random.Generator, smile: bool, size: int, mode: str) -> Image.Image:
+    """A cartoon face: the mouth curves up (happy) or down (sad)."""
+    image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(90, 200, 3)))
+    draw = ImageDraw.Draw(image)
+    s = size / 48
+    draw.ellipse([6 * s, 4 * s, 42 * s, 44 * s], fill=(220, 190, 160))
+    for x in (16, 30):
+        draw.ellipse([x * s, 16 * s, (x + 4) * s, 20 * s], fill=(30, 30, 30))
+    box = [15 * s, 24 * s, 33 * s, 36 * s] if smile else [15 * s, 30 * s, 33 * s, 42 * s]
+    draw.arc(box, 20, 160, fill=(80, 20, 20), width=max(1, int(2 * s)))
+    if not smile:
+        draw.arc(box, 200, 340, fill=(80, 20, 20), width=max(1, int(2 * s)))
+    noise = rng.normal(0, 12, (size, size, 3))
+    pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(7)
+    for folder, smile in (("happy", True), ("sad", False)):
+        (root / folder).mkdir()
+        for i in range(24):
+            size, mode = [(48, "L"), (64, "RGB"), (100, "L")][i % 3]
+            drawn_face(rng, smile, size, mode).save(root / folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(data_root, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    train.main(["--train", str(data_root), "--run", str(run), "--epochs", "1", "--bs", "16",
+                "--size", "48", "--valid-pct", "0.25", "--threads", "1"])  # fmt: skip
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "emotion.onnx"
+    export.main(["--run", str(run), "--out", str(out)])
+    return out
+
+
+def test_training_checkpoints_and_logs_every_epoch(run):
+    assert (run / "final.pth").is_file()
+    assert (run / "models" / "epoch_0.pth").is_file()
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,valid_loss") and len(history) == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"].startswith("python -m training.train ")
+
+
+def test_resume_skips_finished_epochs(run, data_root):
+    before = (run / "final.pth").stat().st_mtime_ns
+    train.main(["--train", str(data_root), "--run", str(run), "--resume", "--threads", "1"])
+    assert (run / "final.pth").stat().st_mtime_ns >= before
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # no epoch re-run
+
+
+def test_export_writes_onnx_with_dynamic_batch_and_a_card(exported):
+    card = ModelCard.read(exported.with_suffix(".json"))
+    assert card.classes == CLASSES
+    assert (card.input_size, card.color_mode, card.resize) == (48, "L", "bilinear")
+    assert card.details["recipe"]["command"].startswith("python -m training.train")
+    assert "never a basis for decisions" in card.details["not_for"].lower()
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        (logits,) = session.run(None, {"input": np.zeros((batch, 1, 48, 48), np.float32)})
+        assert logits.shape == (batch, len(CLASSES))
+
+
+def test_served_model_predicts(exported, data_root):
+    model = EmotionModel(exported)
+    probs = model.predict([Image.open(p) for p in sorted(data_root.rglob("*.png"))[:6]])
+    assert probs.shape == (6, 8)
+    assert np.allclose(probs.sum(axis=1), 1)
+
+
+def test_export_parity_onnx_vs_pytorch(run, exported):
+    net = FlipAverage(export.load_weights(run, None))
+    x = torch.randn(16, 1, 48, 48)
+    with torch.no_grad():
+        reference = torch.softmax(net(x), dim=1).numpy()
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"input": x.numpy()})
+    served = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    assert np.abs(reference - served).max() <= 1e-4
+
+
+def test_pipeline_parity_serving_vs_fastai(run, exported, data_root, tmp_path):
+    """The numpy/Pillow preprocessing reads the card and matches fastai's own pipeline."""
+    rng = np.random.default_rng(3)
+    paths = sorted(data_root.rglob("*.png"))
+    # Also shapes the data set lacks: non-square, odd sizes, palette.
+    for i, (w, h, mode) in enumerate([(60, 40, "RGB"), (33, 71, "L"), (200, 200, "P")]):
+        path = tmp_path / f"extra{i}.png"
+        drawn_face(rng, i % 2 == 0, 96, "RGB").resize((w, h)).convert(mode).save(path)
+        paths.append(path)
+    faces = [Face(p, (1.0,) + (0.0,) * 7) for p in paths]
+    card = ModelCard.read(exported.with_suffix(".json"))
+
+    fastai_x = inference_batch(faces, card).numpy()
+    served_x = to_input([Image.open(p) for p in paths], card)
+    assert fastai_x.shape == served_x.shape
+    assert np.abs(fastai_x - served_x).max() < 0.05  # at most ~1 grey level after normalising
+
+    net = FlipAverage(export.load_weights(run, None))
+    with torch.no_grad():
+        fastai_top = net(torch.from_numpy(fastai_x)).argmax(1).numpy()
+    served_top = EmotionModel(exported).predict([Image.open(p) for p in paths]).argmax(1)
+    assert (fastai_top == served_top).mean() >= 0.995
+
+
+def test_evaluate_reports_metrics_on_the_folder_layout(exported, data_root):
+    result = evaluate.evaluate(exported, data_root, None, exported.with_name("cm.png"))
+    assert result["faces"] == 48
+    assert set(result["recall"]) == set(CLASSES)
+    assert 0 <= result["ece_15_bins"] <= 1
+    assert exported.with_name("cm.png").stat().st_size > 1000
+
+
+def test_reader_sees_the_generated_layout(data_root):
+    faces, labels = read_folders(data_root)
+    assert len(faces) == 48 and {CLASSES[i] for i in labels} == {"Happiness", "Sadness"}
