@@ -18,7 +18,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test lint train train-resume export eval site synth deploy smoke bench clean
+.PHONY: run test lint train export eval site synth deploy destroy smoke bench clean
 
 # --- installs -----------------------------------------------------------------------------
 $(VENV)/bin/python:
@@ -75,7 +75,8 @@ export: $(VENV)/.dev
 	$(PY) -m training.export --run $(RUN) --out $(MODEL)
 
 eval: $(VENV)/.dev
-	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
+		$(if $(wildcard $(RUN)/final.pth),--run $(RUN))
 
 # --- deploy --------------------------------------------------------------------------------
 synth: $(VENV)/.dev node_modules/.installed site
@@ -85,7 +86,11 @@ deploy: $(VENV)/.dev node_modules/.installed site
 	npx cdk deploy $(CDK_ARGS)
 
 smoke: $(VENV)/.dev
+	$(if $(STACK),,$(error usage: make smoke STACK=<stack name>))
 	$(PY) -m infra.smoke --stack $(STACK)
+
+destroy: node_modules/.installed site
+	npx cdk destroy $(CDK_ARGS)
 
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
