@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
 from urllib.parse import urlencode
 
 import pytest
@@ -23,8 +25,27 @@ def handler():
     return handler
 
 
+def invoke_like_lambda(handler, event) -> dict:
+    """The Lambda runtime calls the handler with no event loop running. Other tests in this
+    process (Playwright's sync API) may leave one running here, so use a clean thread."""
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        try:
+            results.append(handler(event, LambdaContext()))
+        finally:
+            asyncio.get_event_loop().close()
+
+    results: list[dict] = []
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert results, "the handler raised (see the thread's traceback above)"
+    return results[0]
+
+
 def call(handler, event) -> tuple[int, dict, dict]:
-    result = handler(event, LambdaContext())
+    result = invoke_like_lambda(handler, event)
     body = result["body"]
     if result.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
