@@ -1,7 +1,7 @@
 # Real-time emotion evaluator. Every target installs what it needs, from nothing.
 #   make run     serve the page and the API at http://127.0.0.1:$(PORT)
 #   make test    lint + the whole test suite (what CI runs)
-#   make train   train on FER+ (hours on a CPU; resumable), then export and evaluate
+#   make train   train on FER+ (hours on a CPU; resumable), then export, calibrate, evaluate
 #   make synth   CDK synth (no AWS credentials, no Docker);  make deploy  cdk deploy
 #   make bench   latency/throughput/cold start/size against the seed's design
 
@@ -18,7 +18,8 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test lint train export eval site synth deploy destroy smoke bench clean
+.PHONY: run test lint train export calibrate eval gpu-pack site synth deploy destroy smoke \
+	bench clean
 
 # --- installs -----------------------------------------------------------------------------
 $(VENV)/bin/python:
@@ -74,9 +75,23 @@ train: $(VENV)/.dev
 export: $(VENV)/.dev
 	$(PY) -m training.export --run $(RUN) --out $(MODEL)
 
-eval: $(VENV)/.dev
+# The temperature that makes confidence match accuracy, fitted on Valid, into the card.
+calibrate: $(VENV)/.dev
+	$(PY) -m training.calibrate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+
+eval: calibrate
 	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
 		$(if $(wildcard $(RUN)/final.pth),--run $(RUN))
+
+# What training/gpu_train.sh needs on a lent GPU machine, which has no network: FER+ and
+# fastai's wheels for its Python 3.12 (fastprogress 1.0.3: later ones pull in fasthtml).
+GPU_WHEELS := fastai==2.8.12 fastcore==2.2.41 fastdownload==0.0.8 fastprogress==1.0.3 \
+	fasttransform==0.0.5 plum-dispatch==2.9.0 beartype==0.23.1
+gpu-pack: $(VENV)/.dev
+	mkdir -p .gpu/wheels
+	tar cf - -C $(FERPLUS) FER2013Train FER2013Valid | xz -9 -T0 > .gpu/ferplus.tar.xz
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 -d .gpu/wheels $(GPU_WHEELS)
 
 # --- deploy --------------------------------------------------------------------------------
 synth: $(VENV)/.dev node_modules/.installed site

@@ -31,6 +31,8 @@ INTENDED_USE = {
         "FER2013 under-represents children, older adults and darker skin tones; accuracy for "
         "them is not measured here and is likely lower.",
         "Contempt and Disgust have few training faces: their recall is the lowest (see metrics).",
+        "Confidence is calibrated (one temperature) on FER+ Valid faces; on faces unlike "
+        "FER2013's (other cameras, light, ages) it can be over- or under-confident.",
     ],
     "not_for": (
         "Never a basis for decisions about a person (hiring, policing, grading, credit, "
@@ -72,7 +74,7 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
     args = config["args"]
     details = {
         "architecture": "fastai vision_learner(resnet34, pretrained=False, n_in=1), from scratch",
-        "outputs": "logits (softmax gives probabilities), in the order of classes",
+        "outputs": "logits in the order of classes; probabilities = softmax(logits / temperature)",
         "flip_tta": flip_tta,
         "data": {
             "train": args["train"],
@@ -85,7 +87,8 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
             "batch_size": args["bs"],
             "lr": args["lr"],
             "weight_decay": args["wd"],
-            "schedule": "fastai fit_one_cycle, AdamW, bfloat16 autocast on CPU",
+            "schedule": "fastai fit_one_cycle, AdamW, bfloat16 autocast",
+            "hardware": config.get("hardware", "CPU"),
             "augmentation": "flip, rotate 12, zoom 1.15, warp 0.1, lighting 0.35, "
             "random erasing 0.3",
             "seed": args["seed"],

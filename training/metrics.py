@@ -21,15 +21,27 @@ def recall_per_class(matrix: np.ndarray) -> np.ndarray:
     return np.divide(np.diag(matrix), totals, out=np.zeros(len(matrix)), where=totals > 0)
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Top-1 confidence vs accuracy over equal-width confidence bins, weighted by bin size."""
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict]:
+    """Per equal-width confidence bin: faces, mean top-1 confidence, top-1 accuracy."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return [
+        {
+            "bin": [round(float(edges[b]), 4), round(float(edges[b + 1]), 4)],
+            "faces": int((which == b).sum()),
+            "confidence": float(confidence[which == b].mean()),
+            "accuracy": float(correct[which == b].mean()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-1 confidence vs accuracy over equal-width confidence bins, weighted by bin size."""
+    table = reliability(probs, labels, bins)
+    return float(
+        sum(r["faces"] * abs(r["accuracy"] - r["confidence"]) for r in table) / len(labels)
+    )

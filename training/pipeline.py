@@ -65,7 +65,7 @@ def batch_transforms(card: ModelCard) -> list:
 
 
 def dataloaders(
-    train: list[Face], valid: list[Face], card: ModelCard, bs: int, seed: int
+    train: list[Face], valid: list[Face], card: ModelCard, bs: int, seed: int, workers: int = 0
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
@@ -74,7 +74,7 @@ def dataloaders(
         bs=bs,
         after_item=[*item_transforms(card), ToTensor()],
         after_batch=batch_transforms(card),
-        num_workers=0,  # two cores: worker processes only add copying
+        num_workers=workers,  # 0 on two cores (workers only add copying); more on a GPU box
         seed=seed,
     )
 

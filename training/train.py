@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import random
 import re
 import shlex
@@ -33,12 +34,13 @@ log = logging.getLogger("training")
 
 
 class BFloat16Autocast(Callback):
-    """Forward pass in bfloat16 on the CPU (about 1.6x faster here); loss in float32."""
+    """Forward pass in bfloat16 (about 1.6x faster on this CPU; also on a GPU); loss in
+    float32."""
 
     order = 10
 
     def before_batch(self) -> None:
-        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+        self.autocast = torch.autocast(self.dls.device.type, dtype=torch.bfloat16)
         self.autocast.__enter__()
 
     def after_pred(self) -> None:
@@ -60,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mean", type=float, default=0.5, help="pixel mean after /255")
     p.add_argument("--std", type=float, default=0.25, help="pixel std after /255")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
     p.add_argument("--limit", type=int, help="use at most this many faces per split (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -102,6 +105,12 @@ def training_card(args: argparse.Namespace) -> ModelCard:
     )
 
 
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA)"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
 def last_checkpoint(model_dir: Path) -> int | None:
     epochs = [int(m.group(1)) for p in model_dir.glob("epoch_*.pth")
               if (m := re.fullmatch(r"epoch_(\d+)\.pth", p.name))]  # fmt: skip
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
 
-    dls = pipeline.dataloaders(train, valid, card, bs=args.bs, seed=args.seed)
+    dls = pipeline.dataloaders(train, valid, card, bs=args.bs, seed=args.seed, workers=args.workers)
     learn: Learner = vision_learner(
         dls,
         resnet34,
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         config = {
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "command": f"python -m training.train {command}",
+            "hardware": hardware(),
             "card": json.loads(json.dumps(card.__dict__, default=list)),
         }
         config_path.write_text(json.dumps(config, indent=2) + "\n")

@@ -34,7 +34,13 @@ class ModelCard:
     mean: float  # normalisation after scaling pixels to [0, 1]
     std: float
     resize: str = "bilinear"  # Pillow resampling filter used to reach input_size
+    # Probabilities are softmax(logits / temperature); fitted after training (calibrate.py).
+    temperature: float = 1.0
     details: dict[str, Any] = field(default_factory=dict)  # data, recipe, metrics, limits
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.temperature <= 100:
+            raise ValueError(f"model card: temperature {self.temperature} is not in [0.01, 100]")
 
     @property
     def label(self) -> str:

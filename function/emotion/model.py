@@ -38,9 +38,16 @@ class EmotionModel:
         self.predict([blank])
 
     def predict(self, images: list[Image.Image]) -> np.ndarray:
+        return self.probabilities(self.logits(images))
+
+    def logits(self, images: list[Image.Image]) -> np.ndarray:
         batch = to_input(images, self.card)
         (logits,) = self.session.run(None, {self.input_name: batch})
-        return softmax(logits.astype(np.float64))
+        return logits.astype(np.float64)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        # The card's temperature makes confidence match accuracy; it never changes the top class.
+        return softmax(logits / self.card.temperature)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

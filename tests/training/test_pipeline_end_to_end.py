@@ -4,6 +4,7 @@ Runtime, with the export and preprocessing parity checks the served model depend
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image, ImageDraw
 from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from emotion.preprocess import to_input
-from training import evaluate, export, train
+from training import calibrate, evaluate, export, sweep, train
 from training.data import Face, read_folders
 from training.model import FlipAverage
 from training.pipeline import inference_batch
@@ -146,3 +147,33 @@ def test_evaluate_reports_metrics_on_the_folder_layout(exported, data_root):
 def test_reader_sees_the_generated_layout(data_root):
     faces, labels = read_folders(data_root)
     assert len(faces) == 48 and {CLASSES[i] for i in labels} == {"Happiness", "Sadness"}
+
+
+def test_calibrate_writes_the_temperature_into_the_card(exported_copy, data_root):
+    calibrate.main(["--model", str(exported_copy), "--valid", str(data_root)])
+    card = ModelCard.read(exported_copy.with_suffix(".json"))
+    assert card.temperature == card.details["calibration"]["temperature"]
+    assert card.details["calibration"]["faces"] == 48
+
+
+@pytest.fixture
+def exported_copy(exported, tmp_path) -> Path:
+    for suffix in (".onnx", ".json"):
+        shutil.copy(exported.with_suffix(suffix), tmp_path / f"emotion{suffix}")
+    return tmp_path / "emotion.onnx"
+
+
+def test_gpu_sweep_weights_travel_as_float16_chunks_and_come_back(run, tmp_path):
+    packed, back = tmp_path / "packed", tmp_path / "back"
+    packed.mkdir()
+    sweep.pack(run, packed)
+    chunks = list(packed.glob("weights.part*"))
+    assert len(chunks) >= 2 and all(c.stat().st_size <= 16 * 1024 * 1024 for c in chunks)
+    sweep.unpack(packed, back)
+    original = torch.load(run / "final.pth")
+    restored = torch.load(back / "final.pth")
+    assert original.keys() == restored.keys()
+    for key, value in original.items():
+        expected = value.half().float() if value.is_floating_point() else value
+        assert restored[key].dtype == value.dtype and torch.equal(restored[key], expected)
+    assert (back / "config.json").read_text() == (run / "config.json").read_text()
