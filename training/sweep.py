@@ -81,7 +81,7 @@ def supervise(args: argparse.Namespace, configs: dict[str, list[str]]) -> list[s
             done = epoch_seconds(args.runs / name / "history.csv")
             projected = now + (epochs[name] - len(done)) * (max(done[-2:]) if done else 0)
             alive = sum(q.poll() is None for q in procs.values())
-            doomed = done and projected > args.deadline and alive > 1  # keep the last one going
+            doomed = bool(done) and projected > args.deadline and alive > 1  # keep the last one
             if now > args.deadline or doomed:
                 log.info(
                     "stopping %s at epoch %d (projected end %.0f s)", name, len(done), projected
