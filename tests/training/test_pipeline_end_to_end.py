@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from emotion.preprocess import to_input
-from training import calibrate, evaluate, export, sweep, train
+from training import calibrate, evaluate, export, quantize, sweep, train
 from training.data import Face, read_folders
 from training.model import FlipAverage
 from training.pipeline import inference_batch
@@ -177,3 +177,17 @@ def test_gpu_sweep_weights_travel_as_float16_chunks_and_come_back(run, tmp_path)
         expected = value.half().float() if value.is_floating_point() else value
         assert restored[key].dtype == value.dtype and torch.equal(restored[key], expected)
     assert (back / "config.json").read_text() == (run / "config.json").read_text()
+
+
+def test_quantize_keeps_an_int8_model_only_within_the_accuracy_limit(exported, data_root, tmp_path):
+    out = tmp_path / "int8" / "emotion.onnx"
+    common = ["--model", str(exported), "--train", str(data_root), "--valid", str(data_root),
+              "--out", str(out), "--faces", "32"]  # fmt: skip
+    assert quantize.main([*common, "--max-loss", "1.0"]) == 0
+    card = ModelCard.read(out.with_suffix(".json"))
+    assert card.details["quantization"]["int8_mb"] < card.details["quantization"]["float_mb"]
+    assert card.temperature == card.details["quantization"]["int8_temperature"]
+    assert EmotionModel(out).predict([Image.open(next(data_root.rglob("*.png")))]).shape == (1, 8)
+
+    assert quantize.main([*common, "--max-loss", "-1.0"]) == 1  # no model can meet that
+    assert not out.exists() and not out.with_suffix(".json").exists()
