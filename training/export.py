@@ -30,7 +30,7 @@ INTENDED_USE = {
         "reliably.",
         "FER2013 under-represents children, older adults and darker skin tones; accuracy for "
         "them is not measured here and is likely lower.",
-        "Contempt and Disgust have few training faces: their recall is the lowest (see metrics).",
+        "Contempt and Disgust have few training faces and the lowest recall (see metrics).",
         "Confidence is calibrated (one temperature) on FER+ Valid faces; on faces unlike "
         "FER2013's (other cameras, light, ages) it can be over- or under-confident.",
     ],

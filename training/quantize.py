@@ -54,7 +54,9 @@ class FaceBatches(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantize(model: Path, out: Path, paths: list[Path], card: ModelCard) -> None:
+def quantize(
+    model: Path, out: Path, paths: list[Path], card: ModelCard, reduce_range: bool
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(model), str(prepared))  # shape inference + graph folding
@@ -64,7 +66,7 @@ def quantize(model: Path, out: Path, paths: list[Path], card: ModelCard) -> None
             FaceBatches(paths, card),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            reduce_range=True,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
@@ -90,13 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", type=int, default=512, help="calibration faces, drawn at random")
     p.add_argument("--max-loss", type=float, default=0.005, help="accuracy, as a fraction")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-reduce-range", action="store_true", help="8-bit weights (VNNI CPUs)")
     args = p.parse_args(argv)
 
     served = EmotionModel(args.model)
     train, _ = data.read_dataset(args.train)
     pick = np.random.default_rng(args.seed).permutation(len(train))[: args.faces]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    quantize(args.model, args.out, [train[i].path for i in pick], served.card)
+    ranges_from = [train[i].path for i in pick]
+    quantize(args.model, args.out, ranges_from, served.card, not args.no_reduce_range)
     args.out.with_suffix(".json").write_text(args.model.with_suffix(".json").read_text())
     int8 = EmotionModel(args.out)
 
@@ -106,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     fitted = calibrate.calibrate(int8_logits, labels)
     face = Image.open(paths[0])
     result = {
-        "method": "ONNX Runtime static QDQ, per-channel int8 weights (reduce_range), uint8 "
-        f"activations, ranges from {len(pick)} training faces",
+        "method": "ONNX Runtime static QDQ, per-channel int8 weights"
+        f"{'' if args.no_reduce_range else ' (reduce_range)'}, uint8 activations, ranges "
+        f"from {len(pick)} training faces",
         "faces": len(labels),
         "float_accuracy": round(metrics.accuracy(float_logits, labels), 4),
         "int8_accuracy": round(metrics.accuracy(int8_logits, labels), 4),
