@@ -15,6 +15,7 @@ import pytest
 from lambda_events import http_api_event
 
 from face_images import astronaut_face, data_url, encode
+from infra.image import read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "function" / "Dockerfile"
@@ -41,11 +42,17 @@ def build_task_root(task_root: Path) -> None:
                 dest = target / src.name if destination.endswith("/") else target
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest)
+    # The image installs the lock for its own Python (tests/function/test_image_install.py
+    # resolves exactly that); here the same pinned versions go in for this machine's Python,
+    # whose wheels have other hashes.
+    lock = read_lock(task_root / "requirements.lock")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-r", str(task_root / "requirements.txt"), "--target", str(task_root)],
+         "--no-deps", "--target", str(task_root),
+         *(f"{pin.name}=={pin.version}" for pin in lock.values())],
         check=True,
     )  # fmt: skip
+    (task_root / "requirements.lock").unlink()  # the Dockerfile's RUN removes it too
 
 
 @pytest.fixture(scope="module")
