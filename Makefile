@@ -1,6 +1,7 @@
 # Real-time emotion evaluator. Every target installs what it needs, from nothing.
 #   make run     serve the page and the API at http://127.0.0.1:$(PORT)
 #   make test    lint + the whole test suite (what CI runs)
+#   make verify-model  re-measure the shipped model on FER+ Valid against its card (CI too)
 #   make train   train on FER+ (hours on a CPU; resumable), then export, calibrate, evaluate
 #   make synth   CDK synth (no AWS credentials, no Docker);  make deploy  cdk deploy
 #   make bench   latency/throughput/cold start/size against the seed's design
@@ -18,7 +19,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test lint train export calibrate eval quantize gpu-pack site synth deploy destroy smoke \
+.PHONY: run test lint train export calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -36,6 +37,15 @@ $(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requiremen
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# The deploy toolchain alone: the CDK app (infra/) needs aws-cdk-lib, constructs and cdk-nag,
+# not the function's or training's packages (cdk.json runs it with this venv's Python).
+CDK_VENV := .venv-cdk
+$(CDK_VENV)/.installed: infra/requirements.txt
+	$(PYTHON) -m venv $(CDK_VENV)
+	$(CDK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CDK_VENV)/bin/python -m pip install -q -r infra/requirements.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -46,11 +56,20 @@ node_modules/.installed: package.json package-lock.json
 
 # --- the page -----------------------------------------------------------------------------
 site: $(SITE_BUILD)/.built
-$(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null)
+# The compact model goes in under a content-hashed name (tools/site_model.py); onnxruntime-web
+# (wasm build, one thread) from npm runs it in js/classify-worker.js. Never from a CDN.
+COMPACT := models/emotion-compact.onnx
+ORT_WEB := node_modules/onnxruntime-web/dist
+$(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null) \
+		$(COMPACT) $(COMPACT:.onnx=.json) tools/site_model.py
 	rm -rf $(SITE_BUILD) && mkdir -p $(SITE_BUILD)/vendor
 	cp -r site/. $(SITE_BUILD)/
 	cp node_modules/tracking/build/tracking-min.js $(SITE_BUILD)/vendor/
 	cp node_modules/tracking/build/data/face-min.js $(SITE_BUILD)/vendor/
+	mkdir -p $(SITE_BUILD)/vendor/ort
+	cp $(ORT_WEB)/ort.wasm.bundle.min.mjs $(SITE_BUILD)/vendor/ort/ort.wasm.min.js
+	cp $(ORT_WEB)/ort-wasm-simd-threaded.wasm $(SITE_BUILD)/vendor/ort/
+	$(PYTHON) tools/site_model.py $(COMPACT) $(SITE_BUILD)/models
 	touch $@
 
 # --- serve ---------------------------------------------------------------------------------
@@ -63,7 +82,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(VENV)/.dev node_modules/.installed /usr/bin/chromium site lint
+test: $(VENV)/.dev $(CDK_VENV)/.installed node_modules/.installed /usr/bin/chromium site lint
 	$(PY) -m pytest -q
 
 # --- training ------------------------------------------------------------------------------
@@ -83,6 +102,18 @@ eval: calibrate
 	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
 		$(if $(wildcard $(RUN)/final.pth),--run $(RUN))
 
+# The compact copy (weight-only int8; drops the mirror TTA if the targets still hold) that the
+# page runs on-device, measured against the float model on FER+ Valid; its card beside it.
+compact: $(VENV)/.dev
+	$(PY) -m training.compact --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
+		--out $(MODEL:.onnx=-compact.onnx)
+
+# Re-measure the shipped model(s) on FER+ Valid against their cards and the floors in
+# training/verify.py (CI runs this after `make test`; FER+ must be at $(FERPLUS)).
+verify-model: $(VENV)/.dev
+	$(PY) -m training.verify --valid $(FERPLUS)/FER2013Valid $(MODEL) \
+		$(wildcard $(MODEL:.onnx=-compact.onnx))
+
 # An int8 copy of the model, kept only within 0.5 accuracy points (serve it with EMOTION_MODEL).
 quantize: $(VENV)/.dev
 	$(PY) -m training.quantize --model $(MODEL) --train $(FERPLUS)/FER2013Train \
@@ -99,18 +130,26 @@ gpu-pack: $(VENV)/.dev
 		--platform manylinux2014_x86_64 -d .gpu/wheels $(GPU_WHEELS)
 
 # --- deploy --------------------------------------------------------------------------------
-synth: $(VENV)/.dev node_modules/.installed site
+synth: $(CDK_VENV)/.installed node_modules/.installed site
 	npx cdk synth --quiet
 
-deploy: $(VENV)/.dev node_modules/.installed site
-	npx cdk deploy $(CDK_ARGS)
+# BUILDX_NO_DEFAULT_ATTESTATIONS=1: Docker (buildx, containerd image store) otherwise adds
+# provenance attestations, the pushed tag becomes an image index, and Lambda refuses its media
+# type ("The image manifest, config or layer media type ... is not supported", aws/aws-cdk#31548).
+deploy: $(CDK_VENV)/.installed node_modules/.installed site
+	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy $(CDK_ARGS)
 
 smoke: $(VENV)/.dev
 	$(if $(STACK),,$(error usage: make smoke STACK=<stack name>))
 	$(PY) -m infra.smoke --stack $(STACK)
 
-destroy: node_modules/.installed site
+destroy: $(CDK_VENV)/.installed node_modules/.installed site
 	npx cdk destroy $(CDK_ARGS)
+
+# function/requirements.lock (every transitive pin, with hashes) from function/requirements.txt,
+# for the Dockerfile's base image, arm64 and x86_64 (asks PyPI). Re-run after editing either.
+lock: | $(VENV)/bin/python
+	$(PY) -m infra.image lock
 
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
