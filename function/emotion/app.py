@@ -1,4 +1,5 @@
-"""The ASGI app: POST /face, GET /health, and (locally) the page. Lambda and uvicorn run
+"""The ASGI app: POST /face, POST /faces, GET /health, GET /openapi.json, and (locally) the
+page. Lambda and uvicorn run
 the same object; see emotion.handler and `make run`."""
 
 from __future__ import annotations
@@ -11,21 +12,39 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from emotion import logs
 from emotion.decode import decode_image
-from emotion.errors import ClientError
+from emotion.detect import Detection, FaceDetector
+from emotion.errors import ClientError, ModelFileError, bad_request
+from emotion.framing import Framing, refine_crop
 from emotion.model import EmotionModel, ranked
 from emotion.payload import image_bytes
 from emotion.settings import Settings
 
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 
-def create_app(settings: Settings | None = None, model: EmotionModel | None = None) -> Starlette:
+
+def create_app(
+    settings: Settings | None = None,
+    model: EmotionModel | None = None,
+    detector: FaceDetector | None = None,
+) -> Starlette:
     settings = settings or Settings.from_env()
-    model = model or EmotionModel(settings.model_path, settings.threads)
+    # A missing or corrupt file stops the process here, with one line naming it, rather than
+    # failing the first request.
+    try:
+        model = model or _load_model(settings.model_path, settings.threads)
+        detector = detector or FaceDetector(settings.detector_path, settings.threads)
+        framing = Framing.from_card(model.card.details)
+    except ModelFileError as e:
+        raise SystemExit(f"emotion: {e}") from None
+    except ValueError as e:
+        raise SystemExit(f"emotion: cannot start: {settings.model_path}: {e}") from None
+    openapi = OPENAPI.read_bytes()
     logs.configure()
 
     async def face(request: Request) -> JSONResponse:
@@ -33,21 +52,73 @@ def create_app(settings: Settings | None = None, model: EmotionModel | None = No
         data = await image_bytes(request, settings.max_body_bytes)
         image = decode_image(data, settings.max_pixels, settings.min_side)
         decoded = time.perf_counter()
-        probabilities = model.predict([image])[0]
+        # Is there a face in the crop, and where? Checked small: the crop is one face already.
+        found = detector.detect(image, max_side=settings.crop_detect_side)
+        face_found = found[0] if found else None
+        detected = time.perf_counter()
+        probabilities = model.predict([refine_crop(image, face_found, framing)])[0]
         inferred = time.perf_counter()
 
         predictions = ranked(probabilities, model.card.classes)
         top = next(iter(predictions))
-        timings = {"decode": (decoded - started) * 1000, "infer": (inferred - decoded) * 1000}
-        request.scope["state"]["log_fields"] = {"top": top}
+        timings = {
+            "decode": (decoded - started) * 1000,
+            "detect": (detected - decoded) * 1000,
+            "infer": (inferred - detected) * 1000,
+        }
+        request.scope["state"]["log_fields"] = {"top": top, "face": face_found is not None}
         body = {
             "predictions": predictions,
             "top": top,
+            "face": _face_block(face_found, image.size),
             "model": model.card.label,
+            "detector": detector.label,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
-        server_timing = ", ".join(f"{k};dur={v:.2f}" for k, v in timings.items())
-        return JSONResponse(body, headers={"Server-Timing": server_timing})
+        return JSONResponse(body, headers={"Server-Timing": _server_timing(timings)})
+
+    async def faces(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        max_faces = _int_param(request, "max_faces", 20, 1, settings.max_faces)
+        min_size = _int_param(request, "min_size", 24, 0, 100_000)
+        data = await image_bytes(request, settings.max_body_bytes)
+        image = decode_image(data, settings.max_pixels, settings.min_side)
+        decoded = time.perf_counter()
+        found = detector.detect(image, max_side=settings.detect_side, min_size=min_size)
+        found = found[:max_faces]
+        detected = time.perf_counter()
+        crops = [framing.crop(image, face) for face in found]
+        probabilities = model.predict(crops) if crops else []  # one batch for every face
+        classified = time.perf_counter()
+
+        results = []
+        for face, probs in zip(found, probabilities, strict=True):
+            predictions = ranked(probs, model.card.classes)
+            results.append(
+                {
+                    "box": _clipped_box(face, image.size),
+                    "score": round(face.score, 4),
+                    "predictions": predictions,
+                    "top": next(iter(predictions)),
+                }
+            )
+        timings = {
+            "decode": (decoded - started) * 1000,
+            "detect": (detected - decoded) * 1000,
+            "classify": (classified - detected) * 1000,
+        }
+        request.scope["state"]["log_fields"] = {"faces": len(results)}
+        body = {
+            "faces": results,
+            "image": {"width": image.width, "height": image.height},
+            "model": model.card.label,
+            "detector": detector.label,
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+        return JSONResponse(body, headers={"Server-Timing": _server_timing(timings)})
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
 
     async def health(request: Request) -> JSONResponse:
         card = model.card
@@ -57,12 +128,15 @@ def create_app(settings: Settings | None = None, model: EmotionModel | None = No
                 "model": card.label,
                 "classes": list(card.classes),
                 "input_size": card.input_size,
+                "detector": detector.label,
             }
         )
 
     routes = [
         Route("/face", face, methods=["POST"]),
+        Route("/faces", faces, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     if settings.static_dir:
         allowed = {route.path: ", ".join(sorted(route.methods or ())) for route in routes}
@@ -72,6 +146,56 @@ def create_app(settings: Settings | None = None, model: EmotionModel | None = No
         middleware=[Middleware(logs.AccessLog)],
         exception_handlers={ClientError: _client_error, HTTPException: _http_error},
     )
+
+
+def _load_model(path: Path, threads: int) -> EmotionModel:
+    if not Path(path).is_file():
+        raise ModelFileError(path, "the model file is missing")
+    if not Path(path).with_suffix(".json").is_file():
+        raise ModelFileError(Path(path).with_suffix(".json"), "the model card is missing")
+    try:
+        return EmotionModel(path, threads)
+    except (ValueError, KeyError, TypeError) as e:  # the card: bad JSON, a missing key
+        raise ModelFileError(Path(path).with_suffix(".json"), f"unreadable card ({e})") from None
+    except Exception as e:  # ONNX Runtime: not a model, truncated, wrong graph
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ModelFileError(path, f"the model cannot be loaded ({reason})") from None
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise bad_request(
+            "bad_parameter", f"'{name}' must be a whole number from {low} to {high}; got {raw!r}."
+        )
+    return value
+
+
+def _clipped_box(face: Detection, size: tuple[int, int]) -> dict[str, int]:
+    """The box in the image's pixels, kept inside the image (the detector may overhang)."""
+    left, top = max(0, round(face.x)), max(0, round(face.y))
+    right = min(size[0], round(face.x + face.width))
+    bottom = min(size[1], round(face.y + face.height))
+    return {"x": left, "y": top, "width": max(0, right - left), "height": max(0, bottom - top)}
+
+
+def _face_block(face: Detection | None, size: tuple[int, int]) -> dict:
+    """/face's `face`: where the detector saw the face in the crop; when it saw none, the
+    whole crop (what was classified) with score 0."""
+    if face is None:
+        whole = {"x": 0, "y": 0, "width": size[0], "height": size[1]}
+        return {"found": False, "score": 0.0, "box": whole}
+    return {"found": True, "score": round(face.score, 4), "box": _clipped_box(face, size)}
+
+
+def _server_timing(timings: dict[str, float]) -> str:
+    return ", ".join(f"{k};dur={v:.2f}" for k, v in timings.items())
 
 
 async def _client_error(request: Request, exc: ClientError) -> JSONResponse:

@@ -24,3 +24,11 @@ def too_large(code: str, detail: str) -> ClientError:
 
 def unsupported(code: str, detail: str) -> ClientError:
     return ClientError(415, code, detail)
+
+
+class ModelFileError(Exception):
+    """A model or card file that is missing or corrupt: the process must not start."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot start: {path}: {reason}")
+        self.path = path

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from emotion.detect import default_model_path as default_detector_path
 
 _HERE = Path(__file__).resolve().parent
 
@@ -25,6 +27,10 @@ class Settings:
     max_pixels: int  # width * height, checked from the header before decoding
     min_side: int  # smaller images carry no face worth classifying
     threads: int  # ONNX Runtime intra-op threads
+    detector_path: Path = field(default_factory=default_detector_path)
+    max_faces: int = 50  # cap on POST /faces?max_faces (each face costs one classification)
+    detect_side: int = 1280  # /faces: photos are shrunk to this longer side for detection
+    crop_detect_side: int = 96  # /face: the crop is checked for a face at this size
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,4 +43,8 @@ class Settings:
             max_pixels=int(env.get("EMOTION_MAX_PIXELS", 16_000_000)),
             min_side=int(env.get("EMOTION_MIN_SIDE", 8)),
             threads=int(env.get("EMOTION_THREADS", 0)),  # 0: one per available core
+            detector_path=Path(env.get("EMOTION_DETECTOR", default_detector_path())),
+            max_faces=int(env.get("EMOTION_MAX_FACES", 50)),
+            detect_side=int(env.get("EMOTION_DETECT_SIDE", 1280)),
+            crop_detect_side=int(env.get("EMOTION_CROP_DETECT_SIDE", 96)),
         )

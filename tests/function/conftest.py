@@ -6,17 +6,24 @@ import pytest
 from starlette.testclient import TestClient
 
 from emotion.app import create_app
+from emotion.detect import FaceDetector
 from emotion.model import EmotionModel
 from emotion.settings import Settings
 from face_images import astronaut_face, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "emotion.onnx"
+DETECTOR = ROOT / "models" / "face-detector.onnx"
 
 
 @pytest.fixture(scope="session")
 def model() -> EmotionModel:
     return EmotionModel(MODEL)
+
+
+@pytest.fixture(scope="session")
+def detector() -> FaceDetector:
+    return FaceDetector(DETECTOR)
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +39,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def client(settings, model) -> TestClient:
-    return TestClient(create_app(settings, model), raise_server_exceptions=False)
+def client(settings, model, detector) -> TestClient:
+    return TestClient(create_app(settings, model, detector), raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="session")
