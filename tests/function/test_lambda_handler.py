@@ -111,3 +111,34 @@ def test_errors_through_the_handler(handler, make_event, method, path, body, con
 def test_lambda_never_serves_files(handler):
     status, body, _ = call(handler, http_api_event("GET", "/index.html"))
     assert status == 404 and body["error"] == "not_found"
+
+
+def test_whole_photo_through_an_http_api_event(handler):
+    """POST /faces with a 1280x720 group photo, base64-encoded by API Gateway, a query string
+    as the HTTP API passes it, and the answer through Mangum."""
+    from face_scenes import group_photo, matches
+
+    photo, truth = group_photo()
+    event = http_api_event("POST", "/faces", encode(photo, "JPEG", quality=90), "image/jpeg")
+    event["rawQueryString"] = "max_faces=20&min_size=24"
+    event["queryStringParameters"] = {"max_faces": "20", "min_size": "24"}
+    status, body, headers = call(handler, event)
+    assert status == 200, body
+    assert body["image"] == {"width": 1280, "height": 720}
+    assert len(body["faces"]) == len(truth)
+    for face in truth:
+        assert any(matches(f["box"], face) for f in body["faces"])
+    for face in body["faces"]:
+        assert_sorted_predictions(face)
+    assert "detect;dur=" in headers["server-timing"]
+
+
+@pytest.mark.parametrize(
+    ("query", "method", "status", "code"),
+    [("max_faces=0", "POST", 400, "bad_parameter"), ("", "GET", 405, "method_not_allowed")],
+)
+def test_faces_errors_through_the_handler(handler, query, method, status, code):
+    event = http_api_event(method, "/faces", b"x" if method == "POST" else None, "image/jpeg")
+    event["rawQueryString"] = query
+    got_status, got, _ = call(handler, event)
+    assert (got_status, got["error"]) == (status, code)
