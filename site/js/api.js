@@ -58,7 +58,8 @@ export async function classify(dataUrl, { signal } = {}) {
       code: 'bad_response',
     });
   }
-  return { predictions, rtt: performance.now() - started };
+  // `face`: the server's check that the crop holds a face (absent from older servers).
+  return { predictions, face: body.face, rtt: performance.now() - started };
 }
 
 export function health({ signal } = {}) {
@@ -105,8 +106,10 @@ export class Backoff {
 
 /** Explain an error to a person, in one sentence. */
 export function describe(err) {
+  if (err && err.onDevice) return err.message; // ondevice.js: nothing was asked of the server
   if (err instanceof ApiError) {
     if (err.code === 'unreachable') return 'The server cannot be reached.';
+    if (err.status === 429) return 'The service is busy; retrying shortly.';
     if (err.status >= 500) return `The server had a problem (${err.status}).`;
     return `The server refused the image: ${err.message}`;
   }

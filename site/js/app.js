@@ -4,16 +4,19 @@ import { Alerts } from './alerts.js';
 import { Backoff, describe, health } from './api.js';
 import { Bars } from './bars.js';
 import { Live } from './live.js';
+import { Analyser } from './ondevice.js';
 import { Upload } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
 
 /** The main face's result: its top emotion in words and the eight bars. */
 class ResultPanel {
-  constructor(top, bars, announce) {
+  constructor(top, bars, announce, state) {
     this.top = top;
     this.bars = new Bars(bars);
     this.announce = announce;
+    this.state = state;
+    this.isPaused = false;
     this.announced = '';
     this.announcedAt = -Infinity;
   }
@@ -27,7 +30,7 @@ class ResultPanel {
       this.top.classList.remove('idle');
     }
     this.bars.show(ranked);
-    this.bars.dim(false);
+    this.bars.dim(this.isPaused);
     // Screen readers hear the top emotion when it settles on a new one, not on every frame.
     if (name !== this.announced && now - this.announcedAt > 2000) {
       this.announced = name;
@@ -43,6 +46,15 @@ class ResultPanel {
       this.top.classList.add('idle');
     }
     this.bars.dim(true);
+  }
+
+  /** Requests stopped succeeding: the last result stays, dimmed and marked as paused. */
+  paused(on) {
+    if (on === this.isPaused) return;
+    this.isPaused = on;
+    this.state.hidden = !on;
+    this.top.classList.toggle('stale', on);
+    this.bars.dim(on || this.top.classList.contains('idle'));
   }
 }
 
@@ -91,9 +103,17 @@ async function checkServer(alerts, modelInfo, backoff) {
 function main() {
   const alerts = new Alerts($('alert-area'), $('alert'), $('alert-retry'));
   const backoff = new Backoff();
-  const panel = new ResultPanel($('top-emotion'), $('bars'), $('announce'));
+  const panel = new ResultPanel($('top-emotion'), $('bars'), $('announce'), $('result-state'));
   const stats = new Stats($('rtt'), $('rate'), $('faces'));
   const uploadPanel = $('upload-panel');
+  // Server (default) or this device: the switch in the page's header, remembered.
+  const analyser = new Analyser({
+    radios: [...document.querySelectorAll('input[name="analyse"]')],
+    status: $('analyse-status'),
+    progress: $('model-progress'),
+    privacy: $('privacy'),
+    modelInfo: $('model-info'),
+  });
 
   const upload = new Upload({
     input: $('file'),
@@ -103,6 +123,7 @@ function main() {
     results: $('upload-results'),
     alerts,
     backoff,
+    analyser,
   });
 
   const live = new Live({
@@ -117,6 +138,7 @@ function main() {
     panel,
     alerts,
     backoff,
+    analyser,
     onNoCamera: () => {
       uploadPanel.classList.add('suggested');
       $('upload-intro').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
@@ -131,7 +153,7 @@ function main() {
   window.addEventListener('pagehide', () => live.stop());
   document.body.dataset.ready = 'true';
   checkServer(alerts, $('model-info'), backoff);
-  return { live, upload };
+  return { live, upload, analyser };
 }
 
 main();

@@ -17,6 +17,7 @@ function getTracker(options) {
   tracker.setInitialScale(options.initialScale);
   tracker.setStepSize(options.stepSize);
   tracker.setEdgesDensity(options.edgesDensity);
+  if (options.scaleFactor) tracker.setScaleFactor(options.scaleFactor);
   return tracker;
 }
 
@@ -26,7 +27,9 @@ self.onmessage = (event) => {
   found = [];
   try {
     getTracker(options).track(new Uint8ClampedArray(buffer), width, height);
-    const boxes = found.map((r) => ({ x: r.x, y: r.y, width: r.width, height: r.height }));
+    const boxes = found.map((r) => ({
+      x: r.x, y: r.y, width: r.width, height: r.height, total: r.total || 1,
+    }));
     self.postMessage({ id, boxes, ms: performance.now() - started, buffer }, [buffer]);
   } catch (err) {
     self.postMessage({ id, error: String(err && err.message ? err.message : err) });

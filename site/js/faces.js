@@ -3,20 +3,22 @@
 export const MAX_FACES = 3;
 export const CROP_SIZE = 96;
 
-// Measured on a 320x240 frame: a 1.5 initial scale finds faces down to 30 px; 4 finds none.
-const TRACKER_OPTIONS = { initialScale: 1.5, stepSize: 1.5, edgesDensity: 0.1 };
+// tracking.js's options. Measured on a 320x240 frame: a 1.5 initial scale finds faces down to
+// 30 px; 4 finds none. The live view's own values are in live.js (measured on scenes).
+export const TRACKER_OPTIONS = { initialScale: 1.5, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 };
 
 /** Runs tracking.js on the page itself: the fallback when a worker cannot start. */
 class InPageTracker {
-  constructor() {
+  constructor(options) {
     const { tracking } = window;
     if (!tracking || !tracking.ObjectTracker || !tracking.ViolaJones.classifiers.face) {
       throw new Error('tracking.js did not load (vendor/tracking-min.js, vendor/face-min.js).');
     }
     this.tracker = new tracking.ObjectTracker('face');
-    this.tracker.setInitialScale(TRACKER_OPTIONS.initialScale);
-    this.tracker.setStepSize(TRACKER_OPTIONS.stepSize);
-    this.tracker.setEdgesDensity(TRACKER_OPTIONS.edgesDensity);
+    this.tracker.setInitialScale(options.initialScale);
+    this.tracker.setStepSize(options.stepSize);
+    this.tracker.setEdgesDensity(options.edgesDensity);
+    this.tracker.setScaleFactor(options.scaleFactor);
     this.found = [];
     this.tracker.on('track', (event) => {
       this.found = event.data;
@@ -32,7 +34,8 @@ class InPageTracker {
 
 /** Runs tracking.js in a worker (js/detect-worker.js), so the page stays responsive. */
 class WorkerTracker {
-  constructor(onFailure) {
+  constructor(options, onFailure) {
+    this.options = options;
     this.worker = new Worker(new URL('./detect-worker.js', import.meta.url));
     this.pending = new Map();
     this.nextId = 1;
@@ -60,7 +63,7 @@ class WorkerTracker {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage(
-        { id, buffer, width: imageData.width, height: imageData.height, options: TRACKER_OPTIONS },
+        { id, buffer, width: imageData.width, height: imageData.height, options: this.options },
         [buffer],
       );
     });
@@ -70,23 +73,24 @@ class WorkerTracker {
 /**
  * Finds faces in a video, image or canvas. Detection runs on a copy at most `width` pixels
  * wide (in a worker where possible); boxes come back in the source's own pixels, largest
- * first, at most `limit`.
+ * first, at most `limit`. Each box carries `total`: how many detector windows agreed on it.
  */
 export class FaceDetector {
-  constructor({ width = 320 } = {}) {
+  constructor({ width = 320, options = TRACKER_OPTIONS } = {}) {
     this.width = width;
+    this.options = { ...TRACKER_OPTIONS, ...options };
     this.canvas = document.createElement('canvas');
     this.context = this.canvas.getContext('2d', { willReadFrequently: true });
     try {
-      this.engine = new WorkerTracker(() => this.fallBack());
+      this.engine = new WorkerTracker(this.options, () => this.fallBack());
     } catch {
-      this.engine = new InPageTracker();
+      this.engine = new InPageTracker(this.options);
     }
   }
 
   fallBack() {
     try {
-      this.engine = new InPageTracker();
+      this.engine = new InPageTracker(this.options);
     } catch {
       this.engine = null;
     }
@@ -115,6 +119,7 @@ export class FaceDetector {
     }
     const boxes = found.map((r) => ({
       x: r.x / scale, y: r.y / scale, width: r.width / scale, height: r.height / scale,
+      total: r.total || 1,
     }));
     return dropNested(boxes)
       .sort((a, b) => b.width * b.height - a.width * a.height)

@@ -1,17 +1,26 @@
-// The live camera: getUserMedia -> tracking.js on a downscaled frame -> up to three faces ->
-// one request in flight per face (frames are dropped, never queued) -> smoothed results.
+// The live camera: getUserMedia -> tracking.js proposes boxes on a downscaled frame (in a
+// worker) -> a crop per box, one request in flight per box (frames are dropped, never queued)
+// -> the server says whether the crop holds a face and where -> only verified faces are shown,
+// counted and smoothed (tracks.js).
 
 import { classify, describe } from './api.js';
-import { FaceCropper, FaceDetector, iou, MAX_FACES, squareAround } from './faces.js';
+import { FaceCropper, FaceDetector, squareAround } from './faces.js';
 import { percent } from './bars.js';
-import { RateMeter, Smoother } from './smooth.js';
+import { RateMeter } from './smooth.js';
+import { SendRate } from './rate.js';
+import { readCheck, Tracks } from './tracks.js';
 
-const DETECT_EVERY_MS = 66; // ~15 detections/s on a 320 px wide copy of the frame
+// tracking.js only has to propose new faces: verified ones follow the server's box between
+// its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
+// initial scale of 1.25 find the 60 px faces a 320 px copy misses.
+const DETECT_EVERY_MS = 150;
+export const DETECTION = {
+  width: 480,
+  options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
+};
 const MIN_SEND_GAP_MS = 33; // a camera gives ~30 frames/s: no point asking twice per frame
-const FACE_STALE_MS = 250; // a face not seen for this long is not classified...
-const FACE_GONE_MS = 700; // ...and for this long is forgotten
-const BOX_SMOOTHING = 0.5; // weight of a new detection in the drawn box
-const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e'];
+const CROP_MARGIN = 0.25; // context around the box, so the server's detector sees a whole face
+const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
 
 export function cameraProblem(err) {
   const name = err && err.name;
@@ -27,42 +36,19 @@ export function cameraProblem(err) {
   return 'The camera could not be opened.';
 }
 
-let nextId = 1;
-
-class TrackedFace {
-  constructor(box, now) {
-    this.id = nextId++;
-    this.box = { ...box };
-    this.seenAt = now;
-    this.sentAt = -Infinity;
-    this.inFlight = null; // the AbortController of the request in flight
-    this.smoother = new Smoother();
-    this.colour = COLOURS[0];
-  }
-
-  update(box, now) {
-    const a = BOX_SMOOTHING;
-    for (const k of ['x', 'y', 'width', 'height']) {
-      this.box[k] += a * (box[k] - this.box[k]);
-    }
-    this.seenAt = now;
-  }
-
-  get area() {
-    return this.box.width * this.box.height;
-  }
-}
-
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera }) {
+    alerts, backoff, onNoCamera, analyser = null }) {
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera });
+      panel, alerts, backoff, onNoCamera, analyser });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
     this.meter = new RateMeter();
-    this.faces = [];
+    this.sendRate = new SendRate(); // the stack is sized for this cap (rate.js)
+    this.tracks = new Tracks();
+    this.failing = false; // the last request failed: what is shown is paused
+    this.answeredAt = -Infinity;
     this.stream = null;
     this.running = false;
     this.session = 0;
@@ -87,7 +73,7 @@ export class Live {
         this.noCamera(why);
         return;
       }
-      if (!this.detector) this.detector = new FaceDetector({ width: 320 });
+      if (!this.detector) this.detector = new FaceDetector(DETECTION);
       let stream;
       try {
         stream = await navigator.mediaDevices.getUserMedia({
@@ -113,6 +99,7 @@ export class Live {
       this.stopButton.disabled = false;
       this.setStatus('Camera on.');
       this.meter.reset();
+      this.answeredAt = performance.now();
       this.frame = requestAnimationFrame(this.loop);
     } catch (err) {
       this.releaseCamera();
@@ -151,10 +138,9 @@ export class Live {
     const wasRunning = this.running;
     this.running = false;
     cancelAnimationFrame(this.frame);
-    for (const face of this.faces) {
-      if (face.inFlight) face.inFlight.abort();
-    }
-    this.faces = [];
+    this.tracks.clear();
+    this.failing = false;
+    this.panel.paused(false);
     this.releaseCamera();
     this.context.clearRect(0, 0, this.overlay.width, this.overlay.height);
     this.stage.classList.remove('on');
@@ -195,12 +181,8 @@ export class Live {
       this.stage.style.aspectRatio = `${w} / ${h}`;
     }
     if (!this.detecting && now - this.lastDetect >= DETECT_EVERY_MS) this.detect(w, h, now);
-    this.faces = this.faces.filter((f) => {
-      const gone = now - f.seenAt > FACE_GONE_MS;
-      if (gone && f.inFlight) f.inFlight.abort();
-      return !gone;
-    });
-    for (const face of this.faces) this.maybeSend(face, now, w, h);
+    this.tracks.prune(now);
+    for (const face of this.tracks.all) this.maybeSend(face, now, w, h);
     this.draw(w);
     this.updatePanel(now);
     this.alerts.tick(now);
@@ -212,7 +194,7 @@ export class Live {
     this.detecting = true;
     this.detector.detect(this.video, w, h)
       .then((boxes) => {
-        if (session === this.session && this.running) this.match(boxes, performance.now());
+        if (session === this.session && this.running) this.tracks.match(boxes, performance.now());
       })
       .catch((err) => {
         if (session !== this.session || !this.running) return;
@@ -224,60 +206,55 @@ export class Live {
       });
   }
 
-  /** Pairs this frame's boxes with the faces already followed (greedy, by overlap). */
-  match(boxes, now) {
-    const free = new Set(this.faces);
-    for (const box of boxes) {
-      let best = null;
-      let bestScore = 0.15;
-      for (const face of free) {
-        const score = iou(face.box, box);
-        if (score > bestScore) {
-          best = face;
-          bestScore = score;
-        }
-      }
-      if (best) {
-        best.update(box, now);
-        free.delete(best);
-      } else if (this.faces.length < MAX_FACES) {
-        const face = new TrackedFace(box, now);
-        face.colour = COLOURS.find((c) => !this.faces.some((f) => f.colour === c)) || COLOURS[0];
-        this.faces.push(face);
-      }
-    }
-  }
-
   maybeSend(face, now, w, h) {
-    if (face.inFlight || now - face.seenAt > FACE_STALE_MS) return;
-    if (now - face.sentAt < MIN_SEND_GAP_MS || !this.backoff.ready(now)) return;
-    const dataUrl = this.cropper.dataUrl(this.video, squareAround(face.box, w, h));
+    if (!face.due(now, MIN_SEND_GAP_MS) || !this.backoff.ready(now)) return;
+    // Requests to the server share one page-wide cap; on-device analysis sends nothing.
+    const toServer = !(this.analyser && this.analyser.onDevice);
+    if (toServer && !this.sendRate.take(now)) return;
+    const square = squareAround(face.box, w, h, CROP_MARGIN);
     const controller = new AbortController();
     const session = this.session;
     face.inFlight = controller;
     face.sentAt = now;
-    classify(dataUrl, { signal: controller.signal })
-      .then(({ predictions, rtt }) => {
+    // The analyser (ondevice.js) sends the crop to the server or runs the on-device model.
+    const request = this.analyser
+      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal })
+      : classify(this.cropper.dataUrl(this.video, square), { signal: controller.signal });
+    request
+      .then(({ predictions, face: check, rtt }) => {
         if (session !== this.session || !this.running) return;
-        face.smoother.add(predictions);
-        face.classified = true;
-        this.meter.add(rtt);
-        if (this.backoff.succeed() || this.alerts.sources.has('live')) {
+        const at = performance.now();
+        this.failing = false;
+        this.answeredAt = at;
+        // A crop without a face: its emotion is not shown (and the box may be dropped).
+        if (face.settle(readCheck(check, square, this.cropper.size), predictions, at)) {
+          this.meter.add(rtt);
+        }
+        const wasBusy = this.busy;
+        this.busy = false;
+        if (this.backoff.succeed() || this.alerts.sources.has('live') || wasBusy) {
           this.alerts.clear('live');
-          this.setStatus('Connected again. Camera on.');
+          this.setStatus(wasBusy ? 'Camera on.' : 'Connected again. Camera on.');
         }
       })
       .catch((err) => {
         if (err && err.name === 'AbortError') return;
         if (session !== this.session || !this.running) return;
+        this.failing = true;
         if (this.backoff.ready()) this.backoff.fail();
+        if (err && err.status === 429) {
+          // Throttled (stage limit or per-client rule): expected under load, not an error.
+          this.busy = true;
+          this.setStatus('Busy, retrying…');
+          return;
+        }
         const retryAt = performance.now() + this.backoff.remaining();
         this.alerts.set('live', `${describe(err)} The live view will retry on its own.`, retryAt);
       })
       .finally(() => {
         if (face.inFlight === controller) face.inFlight = null;
         // The next crop goes out as soon as this answer is in, from the newest frame.
-        if (session === this.session && this.running && this.faces.includes(face)) {
+        if (session === this.session && this.running && this.tracks.all.includes(face)) {
           const { videoWidth, videoHeight } = this.video;
           if (videoWidth) this.maybeSend(face, performance.now(), videoWidth, videoHeight);
         }
@@ -285,28 +262,34 @@ export class Live {
   }
 
   mainFace() {
-    let main = null;
-    for (const f of this.faces) {
-      if (!main || f.area > main.area) main = f;
-    }
-    return main;
+    return this.tracks.main();
   }
 
-  draw(width) {
+  /** Requests stopped succeeding (an error, or no answer for a while): results are paused. */
+  isStale(now) {
+    const asking = this.tracks.all.some((t) => t.inFlight);
+    return this.failing || (asking && now - this.answeredAt > STALE_AFTER_MS);
+  }
+
+  draw(width, now = performance.now()) {
     const ctx = this.context;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
-    const main = this.mainFace();
+    const faces = this.tracks.faces();
+    const main = faces[0];
+    const stale = this.isStale(now);
     const font = Math.max(14, Math.round(width / 28));
     ctx.font = `600 ${font}px system-ui, sans-serif`;
     ctx.textBaseline = 'bottom';
-    for (const face of this.faces) {
+    ctx.globalAlpha = stale ? 0.45 : 1;
+    for (const face of faces) {
       const { y, width: bw, height: bh } = face.box;
       const x = this.mirrored ? width - face.box.x - bw : face.box.x;
       ctx.lineWidth = face === main ? 4 : 2;
       ctx.strokeStyle = face.colour;
       ctx.strokeRect(x, y, bw, bh);
       const ranked = face.smoother.ranked();
-      const label = ranked.length ? `${ranked[0][0]} ${percent(ranked[0][1])}` : '…';
+      let label = ranked.length ? `${ranked[0][0]} ${percent(ranked[0][1])}` : '…';
+      if (stale) label += ' (paused)';
       const tw = ctx.measureText(label).width + 12;
       const ty = y > font + 8 ? y - 2 : y + bh + font + 8;
       ctx.fillStyle = 'rgba(10, 12, 16, 0.8)';
@@ -314,10 +297,19 @@ export class Live {
       ctx.fillStyle = face.colour;
       ctx.fillText(label, x + 4, ty);
     }
+    ctx.globalAlpha = 1;
+    // What is drawn, for tests and tools: verified boxes in the video's pixels, main first.
+    const described = JSON.stringify(faces.map((f) => ({
+      x: Math.round(f.box.x), y: Math.round(f.box.y),
+      width: Math.round(f.box.width), height: Math.round(f.box.height),
+      top: f.smoother.top(),
+    })));
+    if (this.overlay.dataset.faces !== described) this.overlay.dataset.faces = described;
   }
 
   updatePanel(now) {
     const main = this.mainFace();
+    this.panel.paused(this.isStale(now));
     if (main && main.classified) {
       const shown = `${main.id}:${main.smoother.version}`;
       if (shown !== this.shown) {
@@ -326,7 +318,7 @@ export class Live {
       }
     } else {
       this.shown = '';
-      this.panel.idle(main ? 'Face found, reading it…' : 'No face in view');
+      this.panel.idle('No face in view');
     }
     if (now - this.lastStats >= 250) {
       this.lastStats = now;
@@ -334,7 +326,7 @@ export class Live {
         rtt: this.meter.rtt(),
         rate: this.meter.rate(now),
         count: this.meter.count,
-        faces: this.faces.length,
+        faces: this.tracks.faces().length,
       });
     }
   }

@@ -135,11 +135,11 @@ def server(site_build, tmp_path_factory) -> str:
         log.close()
 
 
-@pytest.fixture(scope="session")
-def browser(media):
+def chromium_args(video: Path) -> list[str]:
+    """Headless Chromium whose camera plays `video` (a Y4M file, looped)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (make test does)")
-    args = [
+    return [
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -149,11 +149,24 @@ def browser(media):
         "--no-first-run",
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={media['video']}",
+        f"--use-file-for-fake-video-capture={video}",
     ]
+
+
+@pytest.fixture(scope="session")
+def playwright():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(media, playwright):
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=chromium_args(media["video"])
+    )
+    try:
         yield browser
+    finally:
         browser.close()
 
 
