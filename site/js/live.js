@@ -9,6 +9,7 @@ import { percent } from './bars.js';
 import { RateMeter } from './smooth.js';
 import { SendRate } from './rate.js';
 import { readCheck, Tracks } from './tracks.js';
+import { DEVICE_CROP_MARGIN } from './ondevice.js';
 
 // tracking.js only has to propose new faces: verified ones follow the server's box between
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
@@ -211,7 +212,7 @@ export class Live {
     // Requests to the server share one page-wide cap; on-device analysis sends nothing.
     const toServer = !(this.analyser && this.analyser.onDevice);
     if (toServer && !this.sendRate.take(now)) return;
-    const square = squareAround(face.box, w, h, CROP_MARGIN);
+    const square = squareAround(face.box, w, h, toServer ? CROP_MARGIN : DEVICE_CROP_MARGIN);
     const controller = new AbortController();
     const session = this.session;
     face.inFlight = controller;

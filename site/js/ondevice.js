@@ -1,0 +1,215 @@
+// Where faces are analysed: on the server (the default) or on this device, with the compact
+// model in a worker (js/classify-worker.js). The choice is remembered (localStorage). The live
+// view and the photo upload ask `analyser.classify(...)` and get the same answer shape
+// ({predictions, rtt}) either way; in on-device mode no image leaves the page.
+
+import { classify as classifyOnServer } from './api.js';
+
+export const STORAGE_KEY = 'emotion-evaluator.analyse';
+export const MANIFEST = 'models/compact.json';
+// On this device no detector re-frames the crop (the server's /face does): the margin around
+// tracking.js's brow-to-chin box that the seed's design measured for FER-style crops.
+export const DEVICE_CROP_MARGIN = 0.12;
+const PRIVACY = {
+  server: 'Your camera frames are analysed on the fly and never stored.',
+  device: 'Faces are analysed on this device: no camera frame or photo leaves it.',
+};
+
+/** An error of the on-device path, worded for a person (api.describe shows it as is). */
+export class OnDeviceError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'OnDeviceError';
+    this.onDevice = true;
+  }
+}
+
+function storedMode() {
+  try {
+    return localStorage.getItem(STORAGE_KEY) === 'device' ? 'device' : 'server';
+  } catch {
+    return 'server'; // storage blocked: the default
+  }
+}
+
+function megabytes(bytes) {
+  return (bytes / 1e6).toFixed(1);
+}
+
+/** The worker that holds the compact model. */
+class DeviceModel {
+  constructor(onProgress) {
+    this.onProgress = onProgress;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker = new Worker(new URL('./classify-worker.js', import.meta.url), { type: 'module' });
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.addEventListener('message', (event) => {
+        const message = event.data;
+        if (message.type === 'progress') this.onProgress(message);
+        else if (message.type === 'ready') resolve(message);
+        else if (message.type === 'error') reject(new OnDeviceError(message.error));
+        else if (message.type === 'result') this.settle(message);
+      });
+      this.worker.addEventListener('error', (event) => {
+        event.preventDefault();
+        reject(new OnDeviceError('The on-device model could not start in this browser.'));
+      });
+    });
+    this.ready.catch(() => this.fail('The on-device model is not available.'));
+    this.worker.postMessage({ type: 'load', manifest: new URL(MANIFEST, document.baseURI).href });
+  }
+
+  settle({ id, predictions, error, ms }) {
+    const job = this.pending.get(id);
+    if (!job) return;
+    this.pending.delete(id);
+    if (error) job.reject(new OnDeviceError(`The on-device model failed: ${error}`));
+    else job.resolve({ predictions, ms });
+  }
+
+  fail(message) {
+    for (const job of this.pending.values()) job.reject(new OnDeviceError(message));
+    this.pending.clear();
+  }
+
+  run(imageData) {
+    const id = this.nextId++;
+    const { buffer } = imageData.data;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage(
+        { type: 'classify', id, buffer, width: imageData.width, height: imageData.height },
+        [buffer],
+      );
+    });
+  }
+
+  terminate() {
+    this.worker.terminate();
+    this.fail('The on-device model was stopped.');
+  }
+}
+
+export class Analyser {
+  constructor({ radios = [], status = null, progress = null, privacy = null, modelInfo = null }) {
+    Object.assign(this, { radios, status, progress, privacy, modelInfo });
+    this.mode = storedMode();
+    this.model = null;
+    this.label = '';
+    this.canvas = document.createElement('canvas');
+    this.context = this.canvas.getContext('2d', { willReadFrequently: true });
+    for (const radio of radios) {
+      radio.checked = radio.value === this.mode;
+      radio.addEventListener('change', () => {
+        if (radio.checked) this.setMode(radio.value);
+      });
+    }
+    this.showMode();
+    if (this.mode === 'device') this.load();
+  }
+
+  get onDevice() {
+    return this.mode === 'device';
+  }
+
+  setMode(mode) {
+    this.mode = mode === 'device' ? 'device' : 'server';
+    try {
+      localStorage.setItem(STORAGE_KEY, this.mode);
+    } catch {
+      // Not remembered, but still applied.
+    }
+    this.showMode();
+    if (this.onDevice) this.load();
+  }
+
+  showMode() {
+    document.body.dataset.analyse = this.mode;
+    if (this.privacy) this.privacy.textContent = PRIVACY[this.mode];
+    if (!this.onDevice) this.setStatus('Faces are sent to the server for analysis.');
+    else if (this.model) this.model.ready.then((m) => this.showReady(m), () => {});
+  }
+
+  setStatus(text, { warning = false, state = '' } = {}) {
+    if (!this.status) return;
+    this.status.textContent = text;
+    this.status.classList.toggle('warning', warning);
+    this.status.dataset.state = state;
+  }
+
+  showProgress({ received, total, compiling }) {
+    if (!this.onDevice) return;
+    if (this.progress) {
+      this.progress.hidden = false;
+      this.progress.max = total || 1;
+      this.progress.value = received;
+    }
+    this.setStatus(compiling
+      ? 'Preparing the on-device model…'
+      : `Downloading the on-device model: ${megabytes(received)} of ${megabytes(total)} MB…`,
+    { state: 'loading' });
+  }
+
+  showReady({ label, cached, bytes }) {
+    this.label = label;
+    if (this.progress) this.progress.hidden = true;
+    if (this.modelInfo) this.modelInfo.dataset.device = label;
+    if (!this.onDevice) return;
+    const from = cached ? 'from this device\'s cache' : `${megabytes(bytes)} MB, downloaded once`;
+    this.setStatus(`Ready: faces are analysed on this device (${label}, ${from}).`, {
+      state: 'ready',
+    });
+  }
+
+  /** Start the worker and the model download (once). */
+  load() {
+    if (!this.model) {
+      this.setStatus('Loading the on-device model…', { state: 'loading' });
+      this.model = new DeviceModel((p) => this.showProgress(p));
+      this.model.ready.then(
+        (m) => this.showReady(m),
+        (err) => {
+          if (this.progress) this.progress.hidden = true;
+          this.setStatus(`${err.message} Choose “Analyse on the server” to go on.`, {
+            warning: true, state: 'failed',
+          });
+          this.model.terminate();
+          this.model = null;
+        },
+      );
+    }
+    return this.model.ready;
+  }
+
+  /** The pixels of `region` (source pixels, drawn 1:1, no resampling) as ImageData. */
+  pixels(source, region, sourceWidth, sourceHeight) {
+    const w = Math.max(1, Math.min(Math.round(region.width), sourceWidth));
+    const h = Math.max(1, Math.min(Math.round(region.height), sourceHeight));
+    const x = Math.min(Math.max(0, Math.round(region.x)), sourceWidth - w);
+    const y = Math.min(Math.max(0, Math.round(region.y)), sourceHeight - h);
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+    }
+    this.context.drawImage(source, x, y, w, h, 0, 0, w, h);
+    return this.context.getImageData(0, 0, w, h);
+  }
+
+  /**
+   * One face: `square` of `source` (a video, image, bitmap or canvas). On the server: the
+   * cropper's small grayscale JPEG goes out as before. On this device: the region's own pixels
+   * go to the worker, which preprocesses exactly as the server would (centre square of a
+   * region that is not square, grayscale, resize, normalise).
+   */
+  async classify(source, square, { cropper, signal, sourceWidth, sourceHeight } = {}) {
+    if (!this.onDevice) return classifyOnServer(cropper.dataUrl(source, square), { signal });
+    const started = performance.now();
+    await this.load();
+    const w = sourceWidth || source.videoWidth || source.naturalWidth || source.width;
+    const h = sourceHeight || source.videoHeight || source.naturalHeight || source.height;
+    const { predictions } = await this.model.run(this.pixels(source, square, w, h));
+    if (signal && signal.aborted) throw new DOMException('Aborted', 'AbortError');
+    return { predictions, rtt: performance.now() - started };
+  }
+}

@@ -1,0 +1,58 @@
+"""Put the compact model into the site build under a content-hashed name, with a manifest.
+
+    python3 tools/site_model.py models/emotion-compact.onnx build/site/models
+
+Writes <out>/emotion-compact.<sha8>.onnx (served with long cache headers: a new model gets a
+new name) and <out>/compact.json, what the page's worker reads first: the file to fetch, its
+size and SHA-256 (checked after download), and the card's preprocessing fields. Standard
+library only: the site build runs before any virtual environment exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+# What the browser needs from the card to preprocess and read the output exactly as the server.
+CARD_FIELDS = (
+    "classes",
+    "input_size",
+    "color_mode",
+    "mean",
+    "std",
+    "resize",
+    "temperature",
+    "flip_tta",
+)
+
+
+def publish(model: Path, out: Path) -> dict:
+    card = json.loads(model.with_suffix(".json").read_text())
+    data = model.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"{model.stem}.{digest[:8]}{model.suffix}"
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f"{model.stem}.*{model.suffix}"):
+        stale.unlink()
+    shutil.copyfile(model, out / name)
+    compact = card.get("compact", {})
+    manifest = {
+        "file": name,
+        "bytes": len(data),
+        "sha256": digest,
+        "label": f"{card['name']}@{card['version']}",
+        **{k: card[k] for k in CARD_FIELDS if k in card},
+        "valid_accuracy": compact.get("accuracy"),
+        "valid_mean_recall": compact.get("mean_recall"),
+    }
+    (out / "compact.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    print(json.dumps(publish(Path(sys.argv[1]), Path(sys.argv[2]))))

@@ -1,0 +1,355 @@
+"""A compact copy of the served model for the browser (and the server, if it earns it).
+
+    python -m training.compact --model models/emotion.onnx --valid DIR \
+        [--out models/emotion-compact.onnx] [--flip-tta auto|keep|drop]
+
+Weight-only int8: every Conv and MatMul weight is stored as int8 with one float scale per
+output channel (symmetric) behind a DequantizeLinear, and computed in float. The file is
+about 4x smaller and, unlike full int8 (training/quantize.py), nothing saturates: runtimes
+fold the DequantizeLinear into float weights once at load (`session.disable_quant_qdq`), so
+the compute is the float model's. Mirror test-time augmentation, baked into the served graph,
+doubles the compute; `auto` drops it when the model still meets the targets without it.
+
+Both models are measured on the majority-vote faces of DIR through the service's own decoder
+and preprocessing; the compact model gets its own temperature, and its card (the float card's
+preprocessing fields, its own metrics, and the float model's on the same run) is written beside
+it. Exit status 1, and nothing written, when the compact model misses the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from emotion.card import ModelCard
+from emotion.model import EmotionModel
+from training import calibrate, metrics
+from training.evaluate import file_logits, labelled_faces
+
+log = logging.getLogger("training")
+
+# Targets from issue 12: points of accuracy and of mean per-class recall the copy may lose.
+MAX_ACCURACY_LOSS = 0.010
+MAX_RECALL_LOSS = 0.015
+# Within this much accuracy, the compact model is good enough to be served too.
+SERVE_ACCURACY_LOSS = 0.005
+MIN_QUANTIZED_SIZE = 1024  # smaller weights (biases, the stem's few kernels) stay float
+
+
+# --- graph surgery ---------------------------------------------------------------------------
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.NodeProto, int]]]:
+    found: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            found.setdefault(name, []).append((node, i))
+    return found
+
+
+def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+    for output in graph.output:
+        if output.name == old:
+            # A graph output keeps its name: route it through an Identity instead.
+            graph.node.append(helper.make_node("Identity", [new], [old]))
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Drop nodes and initializers nothing needed for the outputs uses."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
+def drop_flip_tta(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Undo training.model.FlipAverage in the exported graph: one pass instead of two.
+
+    Export writes concat([x, flip(x)]) -> body -> (first half + second half) / 2. The body's
+    input becomes x itself and the average is replaced by the body's output. Whatever follows
+    the average (a logit offset, say) is kept. compact() checks the result numerically.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    source = graph.input[0].name
+    producer = {o: n for n in graph.node for o in n.output}
+    uses = _consumers(graph)
+
+    concat = next(
+        (n for n, _ in uses.get(source, []) if n.op_type == "Concat" and n.input[0] == source),
+        None,
+    )
+    if concat is None or len(concat.input) != 2:
+        raise ValueError("no flip test-time augmentation (Concat of the input) in this graph")
+    mirror = producer.get(concat.input[1])
+    if mirror is None or mirror.op_type != "Slice" or mirror.input[0] != source:
+        raise ValueError("the input's Concat partner is not a mirrored Slice of the input")
+
+    average = None
+    for node in graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        halves = [producer.get(name) for name in node.input]
+        slices = all(h is not None and h.op_type == "Slice" for h in halves)
+        if slices and halves[0].input[0] == halves[1].input[0]:
+            average = node
+            body_output = halves[0].input[0]
+    if average is None:
+        raise ValueError("no average of the two halves (Add of two Slices) in this graph")
+    (halving,) = [n for n, _ in uses[average.output[0]]]
+    if halving.op_type not in ("Div", "Mul"):
+        raise ValueError(f"the halves' sum feeds a {halving.op_type}, not a Div by 2")
+
+    graph.node.remove(concat)
+    graph.node.remove(halving)
+    _rename_uses(graph, concat.output[0], source)
+    _rename_uses(graph, halving.output[0], body_output)
+    _prune(graph)
+    return model
+
+
+def quantize_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """Conv / MatMul weights -> int8 + per-output-channel scale + DequantizeLinear."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    uses = _consumers(graph)
+    inits = {t.name: t for t in graph.initializer}
+    replaced, kept_float = 0, 0
+    new_inits, new_nodes = [], []
+    for name, tensor in inits.items():
+        consumers = uses.get(name, [])
+        weight = numpy_helper.to_array(tensor)
+        as_conv = all(n.op_type == "Conv" and i == 1 for n, i in consumers)
+        as_matmul = all(n.op_type in ("MatMul", "Gemm") and i == 1 for n, i in consumers)
+        gemm_transposed = any(
+            n.op_type == "Gemm" and any(a.name == "transB" and a.i for a in n.attribute)
+            for n, _ in consumers
+        )
+        if (
+            not consumers
+            or weight.dtype != np.float32
+            or weight.size < MIN_QUANTIZED_SIZE
+            or not (as_conv or as_matmul)
+        ):
+            kept_float += weight.size
+            continue
+        axis = 0 if as_conv or gemm_transposed else weight.ndim - 1
+        reduce = tuple(d for d in range(weight.ndim) if d != axis)
+        peak = np.abs(weight).max(axis=reduce, keepdims=True)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+        q_name, s_name, z_name = f"{name}_q", f"{name}_scale", f"{name}_zero"
+        new_inits += [
+            numpy_helper.from_array(quantized, q_name),
+            numpy_helper.from_array(scale.reshape(-1), s_name),
+            numpy_helper.from_array(np.zeros(scale.size, dtype=np.int8), z_name),
+        ]
+        new_nodes.append(
+            helper.make_node(
+                "DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis, name=f"{name}_dq"
+            )
+        )
+        replaced += weight.size
+    keep = [t for t in graph.initializer if t.name not in {n.output[0] for n in new_nodes}]
+    del graph.initializer[:]
+    graph.initializer.extend(keep + new_inits)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)  # dequantized weights first: a topological order
+    onnx.checker.check_model(model)
+    summary = {"int8_weights": int(replaced), "float_weights": int(kept_float)}
+    return model, summary
+
+
+# --- checks and measurements -----------------------------------------------------------------
+def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")  # fold weights at load
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def check_flip_equivalence(float_path: Path, stripped: onnx.ModelProto, side: int) -> float:
+    """mean(model(x), model(mirror x)) without TTA must be the served graph's output."""
+    x = np.random.default_rng(0).normal(size=(4, 1, side, side)).astype(np.float32)
+    reference = session(float_path).run(None, {"input": x})[0]
+    run = session(stripped)
+    averaged = run.run(None, {"input": x})[0] + run.run(None, {"input": x[..., ::-1].copy()})[0]
+    error = float(np.abs(averaged / 2 - reference).max())
+    if error > 1e-3:
+        raise ValueError(f"removing flip TTA changed the averaged logits by {error:.2e}")
+    return error
+
+
+def measure(model: EmotionModel, paths: list[Path], labels: np.ndarray) -> dict:
+    started = time.perf_counter()
+    logits = file_logits(model, paths)
+    seconds = time.perf_counter() - started
+    probs = model.probabilities(logits)
+    matrix = metrics.confusion(probs, labels, len(model.card.classes))
+    recalls = metrics.recall_per_class(matrix)
+    return {
+        "logits": logits,
+        "accuracy": round(metrics.accuracy(probs, labels), 4),
+        "mean_recall": round(float(recalls.mean()), 4),
+        "recall": {c: round(float(r), 4) for c, r in zip(model.card.classes, recalls, strict=True)},
+        "ece_15_bins": round(metrics.expected_calibration_error(probs, labels, 15), 4),
+        "ms_per_face_batched": round(seconds * 1000 / len(paths), 3),
+    }
+
+
+def meets_targets(candidate: dict, reference: dict) -> bool:
+    return (
+        reference["accuracy"] - candidate["accuracy"] <= MAX_ACCURACY_LOSS + 1e-9
+        and reference["mean_recall"] - candidate["mean_recall"] <= MAX_RECALL_LOSS + 1e-9
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build(model_path: Path, drop_tta: bool) -> tuple[onnx.ModelProto, dict]:
+    card = ModelCard.read(model_path.with_suffix(".json"))
+    graph = onnx.load(str(model_path))
+    details: dict = {"flip_tta": bool(card.details.get("flip_tta"))}
+    if drop_tta:
+        graph = drop_flip_tta(graph)
+        details["flip_tta"] = False
+        details["flip_tta_removal_max_logit_error"] = check_flip_equivalence(
+            model_path, graph, card.input_size
+        )
+    graph, summary = quantize_weights(graph)
+    return graph, {**details, **summary}
+
+
+def write_candidate(graph: onnx.ModelProto, card: ModelCard, flip_tta: bool, out: Path) -> None:
+    onnx.save(graph, str(out))
+    details = {**card.details, "flip_tta": flip_tta}
+    details.pop("metrics", None)
+    details.pop("calibration", None)
+    dataclasses.replace(card, details=details).write(out.with_suffix(".json"))
+
+
+def compact(model_path: Path, valid: Path, out: Path, flip_tta: str) -> int:
+    card = ModelCard.read(model_path.with_suffix(".json"))
+    faces, labels = labelled_faces(valid)
+    paths = [f.path for f in faces]
+    log.info("float model on %d faces", len(paths))
+    reference = measure(EmotionModel(model_path), paths, labels)
+
+    has_tta = bool(card.details.get("flip_tta"))
+    options = {"keep": [False], "drop": [True], "auto": [True, False]}[flip_tta]
+    options = [d for d in options if has_tta or not d] or [False]
+    with tempfile.TemporaryDirectory() as tmp:
+        for drop in options:
+            candidate_path = Path(tmp) / "emotion-compact.onnx"
+            graph, details = build(model_path, drop)
+            write_candidate(graph, card, details["flip_tta"], candidate_path)
+            model = EmotionModel(candidate_path)
+            log.info("compact model (flip TTA %s)", "dropped" if drop else "kept")
+            result = measure(model, paths, labels)
+            log.info("accuracy %.4f (float %.4f), mean recall %.4f (float %.4f)",
+                     result["accuracy"], reference["accuracy"],
+                     result["mean_recall"], reference["mean_recall"])  # fmt: skip
+            if meets_targets(result, reference):
+                break
+        else:
+            log.error("the compact model misses the targets; nothing written")
+            return 1
+
+        fitted = calibrate.calibrate(result["logits"], labels)
+        agreement = float((result["logits"].argmax(1) == reference["logits"].argmax(1)).mean())
+        size, float_size = candidate_path.stat().st_size, model_path.stat().st_size
+        loss = reference["accuracy"] - result["accuracy"]
+        report = {
+            "method": "weight-only int8: Conv/MatMul weights int8, symmetric, one scale per "
+            "output channel, DequantizeLinear folded to float at load; float compute",
+            "source": {"file": model_path.name, "sha256": sha256(model_path)},
+            **details,
+            "mb": round(size / 1e6, 2),
+            "float_mb": round(float_size / 1e6, 2),
+            "split": str(valid),
+            "protocol": "FER+ majority vote (as training.evaluate)",
+            "faces": len(labels),
+            "accuracy": result["accuracy"],
+            "mean_recall": result["mean_recall"],
+            "float_accuracy": reference["accuracy"],
+            "float_mean_recall": reference["mean_recall"],
+            "accuracy_loss_points": round(loss * 100, 2),
+            "mean_recall_loss_points": round(
+                (reference["mean_recall"] - result["mean_recall"]) * 100, 2
+            ),
+            "top1_agreement_with_float": round(agreement, 4),
+            "serve": bool(loss <= SERVE_ACCURACY_LOSS + 1e-9),
+            "serve_rule": f"served by default when within {SERVE_ACCURACY_LOSS * 100:.1f} "
+            "accuracy points of the float model",
+            "command": f"python -m training.compact --model {model_path} --valid {valid} "
+            f"--out {out} --flip-tta {flip_tta}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        valid_metrics = {k: v for k, v in result.items() if k != "logits"}
+        float_metrics = {k: v for k, v in reference.items() if k != "logits"}
+        valid_metrics.update(
+            temperature=fitted["temperature"],
+            ece_15_bins=fitted["ece_15_bins_after"],
+            float_model_same_run=float_metrics,
+        )
+        details = {
+            **card.details,
+            "flip_tta": report["flip_tta"],
+            "derived_from": f"{card.label} ({model_path.name}) by training.compact",
+            "compact": report,
+            "calibration": {"split": str(valid), **fitted},
+            "metrics": {"valid": valid_metrics},
+        }
+        compact_card = dataclasses.replace(
+            card, name=f"{card.name}-compact", temperature=fitted["temperature"], details=details
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(candidate_path.read_bytes())
+        compact_card.write(out.with_suffix(".json"))
+    print(json.dumps(report, indent=2))
+    log.info("wrote %s (%.1f MB) and its card", out, size / 1e6)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("models/emotion.onnx"))
+    p.add_argument("--valid", type=Path, required=True, help="faces to measure both models on")
+    p.add_argument("--out", type=Path, default=Path("models/emotion-compact.onnx"))
+    p.add_argument(
+        "--flip-tta",
+        choices=("auto", "keep", "drop"),
+        default="auto",
+        help="auto: drop the baked mirror TTA when the targets still hold without it",
+    )
+    args = p.parse_args(argv)
+    return compact(args.model, args.valid, args.out, args.flip_tta)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
