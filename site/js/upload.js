@@ -30,8 +30,8 @@ function loadImage(file) {
 }
 
 export class Upload {
-  constructor({ input, dropzone, status, canvas, results, alerts, backoff }) {
-    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff });
+  constructor({ input, dropzone, status, canvas, results, alerts, backoff, analyser = null }) {
+    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff, analyser });
     this.cropper = new FaceCropper();
     this.detector = null;
     this.job = 0;
@@ -92,10 +92,12 @@ export class Upload {
     }
     if (job !== this.job) return;
     const found = boxes.length;
-    let squares = boxes.map((b) => squareAround(b, w, h));
+    const squares = boxes.map((b) => squareAround(b, w, h));
     if (!found) {
-      squares = [centreSquare(w, h)];
-      boxes = squares;
+      // No face: say so and show no emotion (classifying the centre would invent one).
+      this.drawPhoto(image, w, h, [], []);
+      this.setStatus('No face was found in this photo, so no emotion is shown.', true);
+      return;
     }
     this.drawPhoto(image, w, h, boxes, []);
     const results = [];
@@ -111,7 +113,10 @@ export class Upload {
       thumbnail.getContext('2d').drawImage(crop, 0, 0);
       let result;
       try {
-        result = await this.classifyWithRetry(crop.toDataURL('image/jpeg', 0.9), job);
+        // On this device (ondevice.js): the photo's own pixels, nothing sent.
+        result = this.analyser && this.analyser.onDevice
+          ? await this.analyser.classify(image, square, { sourceWidth: w, sourceHeight: h })
+          : await this.classifyWithRetry(crop.toDataURL('image/jpeg', 0.9), job);
       } catch (err) {
         if (job !== this.job) return;
         this.setStatus(`The photo could not be analysed: ${describe(err)} Choose it again to retry.`, true);
