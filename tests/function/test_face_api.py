@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from emotion.card import CLASSES
-from emotion.logs import JsonFormatter
+from emotion.logs import SERVICE
 from face_images import astronaut_face, data_url, encode
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -125,13 +125,30 @@ def test_sixteen_bit_reads_like_eight_bit(client):
         assert wide["predictions"][name] == pytest.approx(eight["predictions"][name], abs=1e-3)
 
 
-def test_one_log_line_per_request_without_image_data(client, face_png, caplog):
-    caplog.set_level(logging.INFO, logger="emotion.access")
-    client.post("/face", data={"imgBase64": data_url(face_png)})
-    client.post("/face", content=b"garbage", headers={"content-type": "image/png"})
-    formatter = JsonFormatter()
-    records = [r for r in caplog.records if r.name == "emotion.access"]
-    lines = [json.loads(formatter.format(r)) for r in records]
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_one_log_line_per_request_without_image_data(client, face_png):
+    # The Powertools logger prints to stdout and does not propagate: listen to it directly,
+    # and format with its own JSON formatter.
+    logger = logging.getLogger(SERVICE)
+    formatter = logger.handlers[0].formatter
+    collect = Collect()
+    logger.addHandler(collect)
+    try:
+        client.post("/face", data={"imgBase64": data_url(face_png)})
+        client.post("/face", content=b"garbage", headers={"content-type": "image/png"})
+    finally:
+        logger.removeHandler(collect)
+    lines = [json.loads(formatter.format(r)) for r in collect.records]
+    assert all(line["message"] == "request" and line["request_id"] for line in lines)
+    assert lines[1]["error"] in ("not_an_image", "truncated_image")
     assert [line["status"] for line in lines] == [200, 400]
     ok = lines[0]
     assert ok["route"] == "/face" and ok["top"] in CLASSES
