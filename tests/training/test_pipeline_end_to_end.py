@@ -11,32 +11,19 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from fastai.callback.core import Callback
+from fastai.callback.schedule import combined_cos
+from fastai.vision.all import vision_learner
+from PIL import Image
 
 from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from emotion.preprocess import to_input
+from face_images import drawn_face
 from training import calibrate, evaluate, export, quantize, sweep, train
 from training.data import Face, read_folders
 from training.model import FlipAverage
 from training.pipeline import inference_batch
-
-
-def drawn_face(rng: np.random.Generator, smile: bool, size: int, mode: str) -> Image.Image:
-    """A cartoon face: the mouth curves up (happy) or down (sad)."""
-    image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(90, 200, 3)))
-    draw = ImageDraw.Draw(image)
-    s = size / 48
-    draw.ellipse([6 * s, 4 * s, 42 * s, 44 * s], fill=(220, 190, 160))
-    for x in (16, 30):
-        draw.ellipse([x * s, 16 * s, (x + 4) * s, 20 * s], fill=(30, 30, 30))
-    box = [15 * s, 24 * s, 33 * s, 36 * s] if smile else [15 * s, 30 * s, 33 * s, 42 * s]
-    draw.arc(box, 20, 160, fill=(80, 20, 20), width=max(1, int(2 * s)))
-    if not smile:
-        draw.arc(box, 200, 340, fill=(80, 20, 20), width=max(1, int(2 * s)))
-    noise = rng.normal(0, 12, (size, size, 3))
-    pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).convert(mode)
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +62,87 @@ def test_training_checkpoints_and_logs_every_epoch(run):
     assert config["command"].startswith("python -m training.train ")
 
 
-def test_resume_skips_finished_epochs(run, data_root):
-    before = (run / "final.pth").stat().st_mtime_ns
+def test_resume_of_a_finished_run_trains_nothing(run, data_root):
+    before = torch.load(run / "final.pth")
     train.main(["--train", str(data_root), "--run", str(run), "--resume", "--threads", "1"])
-    assert (run / "final.pth").stat().st_mtime_ns >= before
+    after = torch.load(run / "final.pth")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no step taken
     assert len((run / "history.csv").read_text().splitlines()) == 2  # no epoch re-run
+
+
+class Stopped(Exception):
+    """Stands for the kill that ends a run between two epochs."""
+
+
+class Probe(Callback):
+    """Records the learning rate of every training batch; stops the fit after an epoch."""
+
+    order = 100  # after SaveModelCallback: the epoch's checkpoint is on disk when it stops
+
+    def __init__(self, lrs: list, stop_after: int | None = None):
+        self.lrs, self.stop_after = lrs, stop_after
+        self.first_weights: dict | None = None
+
+    def before_fit(self) -> None:  # after train.main loaded any checkpoint
+        self.first_weights = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
+
+    def before_batch(self) -> None:
+        if self.training:
+            self.lrs.append((self.epoch, self.iter, self.n_iter, self.opt.hypers[-1]["lr"]))
+
+    def after_epoch(self) -> None:
+        if self.epoch == self.stop_after:
+            raise Stopped(f"stopped after epoch {self.epoch}")
+
+
+def train_with_probe(monkeypatch, argv: list[str], probe: Probe) -> None:
+    def with_probe(*args, **kwargs):
+        learn = vision_learner(*args, **kwargs)
+        learn.add_cb(probe)
+        return learn
+
+    monkeypatch.setattr(train, "vision_learner", with_probe)
+    train.main(argv)
+
+
+def test_a_run_stopped_partway_resumes_where_it_stopped_on_the_same_schedule(
+    data_root, tmp_path, monkeypatch
+):
+    run, lr = tmp_path / "run", 0.01
+    common = ["--train", str(data_root), "--run", str(run), "--bs", "16", "--size", "48",
+              "--limit", "32", "--valid-pct", "0.25", "--threads", "1"]  # fmt: skip
+    lrs: list = []
+    with pytest.raises(Stopped):  # 2 epochs of a 3-epoch schedule, then killed
+        train_with_probe(monkeypatch, [*common, "--epochs", "3", "--lr", str(lr)], Probe(lrs, 1))
+    assert not (run / "final.pth").exists()
+    assert sorted(p.name for p in (run / "models").glob("epoch_*.pth")) == [
+        "epoch_0.pth",
+        "epoch_1.pth",
+    ]
+    saved = torch.load(run / "models" / "epoch_1.pth", weights_only=False)["model"]
+
+    # Resumed with another --epochs and --lr on the command line: the saved schedule wins.
+    resumed: list = []
+    probe = Probe(resumed)
+    train_with_probe(monkeypatch, [*common, "--epochs", "9", "--lr", "0.5", "--resume"], probe)
+    assert {epoch for epoch, *_ in resumed} == {2}  # only the missing epoch ran
+
+    history = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    trained = [row[0] for row in history if row[0] != "epoch" and len(row) == len(history[0])]
+    assert trained == ["0", "1", "2"]  # each epoch trained (and logged with losses) once
+    assert (run / "final.pth").is_file()
+    assert json.loads((run / "config.json").read_text())["args"]["epochs"] == 3
+
+    # One one-cycle schedule across the stop: every batch's lr is fastai's fit_one_cycle(3)
+    # value at that point, so the resumed epoch did not restart (or stretch) the schedule.
+    schedule = combined_cos(0.25, lr / 25, lr, lr / 1e5)
+    for epoch, i, n_iter, got in lrs + resumed:
+        assert got == pytest.approx(schedule((epoch * n_iter + i) / (3 * n_iter)), rel=1e-6)
+
+    # ...and it started from the epoch-1 weights, not from scratch.
+    assert probe.first_weights is not None
+    key = next(k for k, v in saved.items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.equal(probe.first_weights[key], saved[key])
 
 
 def test_export_writes_onnx_with_dynamic_batch_and_a_card(exported):
