@@ -50,12 +50,9 @@ async function download(url, expected) {
 async function modelBytes(url, manifest) {
   const cache = self.caches ? await caches.open(CACHE).catch(() => null) : null;
   if (cache) {
+    // Stored only after its checksum matched, under a name that holds that checksum.
     const hit = await cache.match(url);
-    if (hit) {
-      const bytes = new Uint8Array(await hit.arrayBuffer());
-      if ((await sha256(bytes)) === manifest.sha256) return { bytes, cached: true };
-      await cache.delete(url);
-    }
+    if (hit) return { bytes: new Uint8Array(await hit.arrayBuffer()), cached: true };
   }
   const bytes = await download(url, manifest.bytes);
   if ((await sha256(bytes)) !== manifest.sha256) {
