@@ -15,6 +15,7 @@ import { DEVICE_CROP_MARGIN } from './ondevice.js';
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
 // initial scale of 1.25 find the 60 px faces a 320 px copy misses.
 const DETECT_EVERY_MS = 150;
+const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
 export const DETECTION = {
   width: 480,
   options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
@@ -181,9 +182,10 @@ export class Live {
       this.overlay.height = h;
       this.stage.style.aspectRatio = `${w} / ${h}`;
     }
-    if (!this.detecting && now - this.lastDetect >= DETECT_EVERY_MS) this.detect(w, h, now);
+    const every = this.tracks.settled() ? DETECT_SETTLED_MS : DETECT_EVERY_MS;
+    if (!this.detecting && now - this.lastDetect >= every) this.detect(w, h, now);
     this.tracks.prune(now);
-    for (const face of this.tracks.all) this.maybeSend(face, now, w, h);
+    this.sendDue(now, w, h);
     this.draw(w);
     this.updatePanel(now);
     this.alerts.tick(now);
@@ -205,6 +207,12 @@ export class Live {
       .finally(() => {
         this.detecting = false;
       });
+  }
+
+  /** Sends a crop for each box that is due, the one waiting longest first (the cap is shared). */
+  sendDue(now, w, h) {
+    const waiting = this.tracks.all.filter((t) => !t.inFlight).sort((a, b) => a.sentAt - b.sentAt);
+    for (const face of waiting) this.maybeSend(face, now, w, h);
   }
 
   maybeSend(face, now, w, h) {
@@ -257,7 +265,7 @@ export class Live {
         // The next crop goes out as soon as this answer is in, from the newest frame.
         if (session === this.session && this.running && this.tracks.all.includes(face)) {
           const { videoWidth, videoHeight } = this.video;
-          if (videoWidth) this.maybeSend(face, performance.now(), videoWidth, videoHeight);
+          if (videoWidth) this.sendDue(performance.now(), videoWidth, videoHeight);
         }
       });
   }
@@ -275,8 +283,8 @@ export class Live {
   draw(width, now = performance.now()) {
     const ctx = this.context;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
-    const faces = this.tracks.faces();
-    const main = faces[0];
+    const main = this.mainFace();
+    const faces = this.tracks.faces().sort((a, b) => (b === main) - (a === main));
     const stale = this.isStale(now);
     const font = Math.max(14, Math.round(width / 28));
     ctx.font = `600 ${font}px system-ui, sans-serif`;

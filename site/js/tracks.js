@@ -7,20 +7,28 @@ import { iou } from './faces.js';
 import { Smoother } from './smooth.js';
 
 export const TRACKING = {
-  maxTracks: 6, // proposals followed at once, verified or not
+  maxTracks: 8, // proposals followed at once, verified or not
   hitsToProbe: 2, // tracking.js must see a box twice before its crop is checked (flukes are not)
   missesToReject: 2, // crops without a face before an unverified box is set aside...
   missesToDrop: 3, // ...and before a verified face stops being one
-  reprobeMs: 3000, // a box set aside is checked again this often (someone may have moved in)
+  // A box set aside is checked again after reprobeMs (someone may have moved in), then ever
+  // more rarely while it stays where it was (clutter), and soon again once it moves.
+  reprobeMs: 3000,
+  maxReprobeMs: 15000,
+  movedIou: 0.5,
   staleMs: 250, // a box neither proposed nor verified for this long is not sent...
   goneMs: 700, // ...and for this long is forgotten
-  rejectedGoneMs: 4000, // a box set aside is remembered longer: tracking.js flickers on clutter
+  verifiedGoneMs: 1500, // a verified face is confirmed by each answer: it may go unproposed longer
+  rejectedGoneMs: 10000, // a box set aside is remembered longer: tracking.js flickers on clutter
   fitHoldMs: 500, // while the server's box is this fresh, tracking.js's box does not move it
   minFaceFraction: 0.15, // a face narrower than this share of the crop is not taken as one
   smoothing: 0.5, // weight of a new box in the followed one
   // A new box this much inside a verified face (or around it) is that person again, offset
   // (chin and tie, or head and shoulders): not worth a crop.
   besideFace: 0.25,
+  // The main face changes only when another is this much larger (in area): two faces of about
+  // the same size must not swap the Expression panel back and forth.
+  mainHysteresis: 1.1,
 };
 
 const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
@@ -75,6 +83,7 @@ export class Track {
     this.rejected = false;
     this.misses = 0;
     this.fittedAt = -Infinity;
+    this.reprobeMs = TRACKING.reprobeMs;
     this.sentAt = -Infinity;
     this.inFlight = null; // the AbortController of the request in flight
     this.smoother = new Smoother();
@@ -86,6 +95,12 @@ export class Track {
     return this.box.width * this.box.height;
   }
 
+  /** How long this box is remembered after it was last proposed or confirmed. */
+  get keepMs() {
+    if (this.rejected) return TRACKING.rejectedGoneMs;
+    return this.shown ? TRACKING.verifiedGoneMs : TRACKING.goneMs;
+  }
+
   /** Shown, counted and classified. */
   get shown() {
     return this.verified && !this.rejected;
@@ -95,14 +110,18 @@ export class Track {
   propose(box, now) {
     this.hits += 1;
     this.seenAt = now;
+    if (this.rejected && iou(this.box, box) < TRACKING.movedIou) {
+      this.reprobeMs = Math.min(this.reprobeMs, TRACKING.reprobeMs / 6); // it moved: look soon
+    }
     if (now - this.fittedAt > TRACKING.fitHoldMs) blend(this.box, box, TRACKING.smoothing);
   }
 
   /** Whether a crop of this box should go out now (one in flight at most). */
   due(now, minGapMs) {
-    if (this.inFlight || now - this.seenAt > TRACKING.staleMs) return false;
+    const staleMs = this.shown ? TRACKING.verifiedGoneMs : TRACKING.staleMs;
+    if (this.inFlight || now - this.seenAt > staleMs) return false;
     if (now - this.sentAt < minGapMs) return false;
-    if (this.rejected) return now - this.sentAt >= TRACKING.reprobeMs;
+    if (this.rejected) return now - this.sentAt >= this.reprobeMs;
     return this.verified || this.hits >= TRACKING.hitsToProbe;
   }
 
@@ -124,11 +143,13 @@ export class Track {
       this.verified = true;
       this.rejected = false;
       this.misses = 0;
+      this.reprobeMs = TRACKING.reprobeMs;
       this.smoother.add(predictions, now);
       this.classified = true;
       return true;
     }
     this.misses += 1;
+    if (this.rejected) this.reprobeMs = Math.min(2 * this.reprobeMs, TRACKING.maxReprobeMs);
     const limit = this.verified ? TRACKING.missesToDrop : TRACKING.missesToReject;
     if (this.misses >= limit && !this.rejected) {
       this.rejected = true;
@@ -144,11 +165,13 @@ export class Track {
 export class Tracks {
   constructor() {
     this.all = [];
+    this.current = null; // the main face last chosen
   }
 
   clear() {
     for (const t of this.all) if (t.inFlight) t.inFlight.abort();
     this.all = [];
+    this.current = null;
   }
 
   /** Pairs this frame's proposals with the boxes already followed (greedy, by overlap). */
@@ -178,10 +201,18 @@ export class Tracks {
     }
   }
 
+  /** Whether a box is on a verified face's person: over the face, or on the neck and tie
+   * right under it (where no other face fits). */
   onAFace(box, except = null) {
-    return this.all.some(
-      (t) => t !== except && t.shown && overlapOfSmaller(t.box, box) > TRACKING.besideFace,
-    );
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    return this.all.some((t) => {
+      if (t === except || !t.shown) return false;
+      const f = t.box;
+      const under = cx > f.x && cx < f.x + f.width && cy > f.y + f.height
+        && cy < f.y + 2 * f.height;
+      return under || overlapOfSmaller(f, box) > TRACKING.besideFace;
+    });
   }
 
   add(track) {
@@ -192,7 +223,8 @@ export class Tracks {
   /** Forgets boxes gone for a while and merges two that now follow the same face. */
   prune(now) {
     this.all = this.all.filter((t) => {
-      const gone = now - t.seenAt > (t.rejected ? TRACKING.rejectedGoneMs : TRACKING.goneMs);
+      // A verified face waiting for its answer stays: a slow server is not a face leaving.
+      const gone = now - t.seenAt > t.keepMs && !(t.shown && t.inFlight);
       if (gone && t.inFlight) t.inFlight.abort();
       return !gone;
     });
@@ -222,6 +254,18 @@ export class Tracks {
 
   /** The largest verified face, or null: never an unverified box. */
   main() {
-    return this.faces()[0] || null;
+    const [largest = null] = this.faces();
+    const kept = this.current;
+    if (largest && kept && kept !== largest && kept.shown && this.all.includes(kept)
+      && largest.area < kept.area * TRACKING.mainHysteresis) {
+      return kept;
+    }
+    this.current = largest;
+    return largest;
+  }
+
+  /** Whether every followed box has been judged (a face, or set aside). */
+  settled() {
+    return this.all.length > 0 && this.all.every((t) => t.shown || t.rejected);
   }
 }

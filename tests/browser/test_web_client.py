@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 CLASSES = ["Anger", "Disgust", "Surprise", "Sadness", "Happiness", "Neutral", "Contempt", "Fear"]
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 MEASURE_SECONDS = 4.0
+MIN_RATE = 15  # predictions/s with one face in view
 
 
 def read_bars(page, selector: str = "#bars") -> list[tuple[str, str, float]]:
@@ -67,8 +68,9 @@ def test_live_camera_tracks_the_face_and_shows_all_emotions(page, console, serve
     assert "content-security-policy" in response.headers  # the page runs under the strict CSP
     page.get_by_role("button", name="Start camera").click()
 
-    # A face box appears around the astronaut, with its top emotion.
+    # A face box appears around the astronaut, with its top emotion; the server checked it.
     expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    assert len(json.loads(page.get_attribute("#overlay", "data-faces"))) == 1
     expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
     assert overlay_pixels(page) > 500, "no face box was drawn on the overlay"
     assert page.workers, "face detection did not run in a worker"
@@ -100,8 +102,9 @@ def test_live_camera_tracks_the_face_and_shows_all_emotions(page, console, serve
     (artifacts / "browser-metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"\nlive: {measured:.1f} predictions/s (page shows {shown_rate}), {shown_rtt:.0f} ms")
     assert updates >= MEASURE_SECONDS * 5 * 0.9, f"the bars updated only {updates} times"
-    assert measured >= 5, f"only {measured:.1f} predictions/s"
-    assert shown_rate >= 5, f"the page shows {shown_rate} predictions/s"
+    # Issue 13's target for one face on this machine (measure it when the machine is idle).
+    assert measured >= MIN_RATE, f"only {measured:.1f} predictions/s"
+    assert shown_rate >= MIN_RATE, f"the page shows {shown_rate} predictions/s"
     assert shown_rtt > 0
 
     # Stop releases the camera: every track of the stream ends.
@@ -160,13 +163,17 @@ def test_dropped_photo_is_analysed_even_without_workers(page, console, server, m
     assert console.errors == []
 
 
-def test_a_photo_without_a_face_falls_back_to_the_centre(page, console, server, tmp_path):
+def test_a_photo_without_a_face_says_so_and_shows_no_emotion(page, console, server, tmp_path):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (200, 150), (120, 140, 160)).save(blank)
     page.goto(server)
     page.set_input_files("#file", str(blank))
     expect(page.locator("#upload-status")).to_have_text(re.compile("No face was found"))
-    expect(page.locator(".face-result h3")).to_have_text(re.compile("Centre of the photo"))
+    page.wait_for_timeout(500)  # nothing else arrives later
+    expect(page.locator(".face-result")).to_have_count(0)
+    panel = page.locator("#upload-panel").inner_text()
+    assert not [name for name in CLASSES if name in panel], panel
+    assert not re.search(r"\d+\.\d%", panel), panel
     assert console.errors == []
 
 
@@ -227,5 +234,68 @@ def test_portrait_phone_layout(browser, server, artifacts):
             assert box["height"] >= 40, "buttons must be easy to tap"
         expect(page.get_by_text("never stored")).to_be_visible()
         page.screenshot(path=str(artifacts / "browser-portrait.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_a_stale_result_is_dimmed_and_marked_paused(page, console, server, artifacts):
+    page.goto(server)
+    page.get_by_role("button", name="Start camera").click()
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
+    expect(page.locator("#result-state")).to_be_hidden()
+    expect(page.locator("#bars")).not_to_have_class(re.compile("stale"))
+
+    # The server goes away: the moment a request fails, the last result is shown as paused.
+    page.route("**/face", lambda route: route.abort())
+    expect(page.locator("#result-state")).to_be_visible(timeout=5_000)
+    expect(page.locator("#result-state")).to_have_text(re.compile("Paused"))
+    expect(page.locator("#bars")).to_have_class(re.compile("stale"))
+    expect(page.locator("#top-emotion")).to_have_class(re.compile("stale"))
+    page.screenshot(path=str(artifacts / "browser-paused.png"))
+
+    # It comes back: live again, not dimmed.
+    page.unroute("**/face")
+    expect(page.locator("#result-state")).to_be_hidden(timeout=30_000)
+    expect(page.locator("#bars")).not_to_have_class(re.compile("stale"))
+    expect(page.locator("#top-emotion")).not_to_have_class(re.compile("stale"))
+    assert not [e for e in console.errors if e.startswith("uncaught")]
+
+
+def test_a_hanging_server_pauses_the_result_too(page, server):
+    page.goto(server)
+    page.get_by_role("button", name="Start camera").click()
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#result-state")).to_be_hidden()
+    page.route("**/face", lambda route: None)  # never answered
+    expect(page.locator("#result-state")).to_be_visible(timeout=5_000)
+    expect(page.locator("#bars")).to_have_class(re.compile("stale"))
+
+
+def test_phone_shows_all_eight_bars_while_the_camera_runs(browser, server, artifacts):
+    width, height = 390, 844
+    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=True)
+    context.grant_permissions(["camera"], origin=server.rstrip("/"))
+    try:
+        page = context.new_page()
+        page.goto(server)
+        page.get_by_role("button", name="Start camera").click()
+        expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+        expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
+        page.wait_for_timeout(300)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        for row in page.locator("#bars > li").all():
+            box = row.bounding_box()
+            name = row.locator(".bar-name").text_content()
+            assert box, f"the {name} bar is not laid out"
+            assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"{name} is off screen"
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{name} is off screen"
+            expect(row).to_be_visible()
+        top = page.locator("#top-emotion").bounding_box()
+        assert top and top["y"] >= 0 and top["y"] + top["height"] <= height
+        # The camera stays in view above the results.
+        stage = page.locator("#stage").bounding_box()
+        assert stage and stage["y"] < height / 2 and stage["y"] + stage["height"] > 0
+        page.screenshot(path=str(artifacts / "browser-phone-live.png"))
     finally:
         context.close()
