@@ -154,6 +154,7 @@ lock: | $(VENV)/bin/python
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
 	$(PY) -m bench.run
+	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
 
 clean:
 	rm -rf build cdk.out .pytest_cache
