@@ -79,15 +79,25 @@ async def _from_form(parser: FormParser | MultiPartParser) -> bytes:
         for name in FILE_FIELDS:
             value = form.get(name)
             if isinstance(value, UploadFile):
-                return await value.read()
+                return _file_part(await value.read())
         value = form.get(FIELD)
         if isinstance(value, UploadFile):
-            return await value.read()
+            return _file_part(await value.read())
         if not value:
             raise bad_request("missing_image", f"The form has no '{FIELD}' field.")
         return decode_base64(value)
     finally:
         await form.close()
+
+
+def _file_part(content: bytes) -> bytes:
+    """A file part holds the image itself or, as `curl -F imgBase64=@face.txt` sends it, a
+    text file with a data URL or base64. Every image format starts with bytes outside the
+    base64 alphabet, so the two cannot be mistaken for each other."""
+    text = content.strip()
+    if text.startswith(b"data:") or (text and not _NOT_BASE64.search(re.sub(rb"\s", b"", text))):
+        return decode_base64(text.decode("ascii", "replace"))
+    return content
 
 
 def _from_json(body: bytes) -> bytes:

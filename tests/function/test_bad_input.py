@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 import struct
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 from emotion.app import create_app
 from face_images import astronaut_face, encode
 
+ROOT = Path(__file__).resolve().parents[2]
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -106,8 +109,20 @@ def test_bad_input_gets_its_4xx(client, method, path, content_type, body, status
     assert isinstance(payload["detail"], str) and payload["detail"]
 
 
-def test_the_table_is_large_enough():
-    assert len(CASES) >= 25
+def readme_error_table() -> set[tuple[int, str]]:
+    """(status, code) pairs of the README's error table: `| 400 | `a`, `b` | when |`."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| status | `error` | when |") :].split("\n\n")[0]
+    pairs = set()
+    for status, codes in re.findall(r"^\| (\d{3}) \| ([^|]+) \|", table, re.M):
+        pairs |= {(int(status), code) for code in re.findall(r"`(\w+)`", codes)}
+    return pairs
+
+
+def test_every_documented_error_is_in_the_table_and_nothing_else():
+    documented = readme_error_table()
+    assert len(documented) >= 10  # the README table was found and read
+    assert {(case[5], case[6]) for case in CASES} == documented
 
 
 def test_errors_never_echo_the_image(client):
