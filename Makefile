@@ -33,7 +33,8 @@ $(VENV)/.runtime: function/requirements.txt | $(VENV)/bin/python
 	touch $@
 
 # Everything the tests need (training included: the suite trains a tiny model).
-$(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requirements.txt | $(VENV)/bin/python
+$(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requirements.txt \
+		infra/requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 

@@ -7,9 +7,36 @@ infra/README.md documents every knob; a test checks that it names all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+
+RATE_JS = Path(__file__).resolve().parents[1] / "site" / "js" / "rate.js"
+
+
+def page_send_rate(path: Path = RATE_JS) -> int:
+    """The live page's cap on /face requests per second (all faces together), read from the
+    page's own code, so the stack's throttle and the page cannot drift apart."""
+    match = re.search(r"export const MAX_REQUESTS_PER_SECOND = (\d+);", path.read_text())
+    if not match:
+        raise ValueError(f"{path}: no `export const MAX_REQUESTS_PER_SECOND = <n>;`")
+    return int(match.group(1))
+
+
+# The page sends at most this many requests per second while its camera runs.
+PAGE_SEND_RATE = page_send_rate()
+# Pages one client address may run at once (two tabs, or people behind one NAT) before WAF's
+# per-client rule answers 429.
+PAGES_PER_CLIENT = 2
+# API Gateway base64-encodes a binary body into the Lambda event, which must stay under
+# Lambda's 6 MB invocation payload, headers and request context included. Bodies over this
+# limit get the function's own 413 (EMOTION_MAX_BODY_BYTES); larger ones never reach it.
+LAMBDA_PAYLOAD_BYTES = 6_000_000
+EVENT_OVERHEAD_BYTES = 64_000  # headers (HTTP API allows 10 KB) + request context, generously
+MAX_BODY_BYTES = 4_000_000
+assert 4 * -(-MAX_BODY_BYTES // 3) + EVENT_OVERHEAD_BYTES < LAMBDA_PAYLOAD_BYTES
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -50,10 +77,29 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
+def _off(raw: Any) -> bool:
+    return raw is None or str(raw).strip().lower() in ("none", "off", "")
+
+
 def _concurrency(raw: Any) -> int | None:
-    if raw is None or str(raw).strip().lower() in ("none", "off", ""):
+    if _off(raw):
         return None
     return _int("reservedConcurrency", 1, 1000)(raw)
+
+
+def _per_client(raw: Any) -> int | None:
+    if _off(raw):
+        return None
+    return _int("perClientLimit", 10, 2_000_000_000)(raw)  # AWS WAF's rate-rule bounds
+
+
+def _email(raw: Any) -> str | None:
+    value = "" if raw is None else str(raw).strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise ConfigError(f"context alarmEmail={raw!r}: expected an e-mail address")
+    return value
 
 
 def _retention(raw: Any) -> int:
@@ -76,16 +122,26 @@ def _stack_name(raw: Any) -> str:
 
 @dataclass(frozen=True)
 class Config:
-    """Defaults are the production-minded choices; `removalPolicy=destroy` is for dev stacks."""
+    """Defaults are the production-minded choices; `removalPolicy=destroy` is for dev stacks.
+
+    Sizing (infra/README.md): the stage allows concurrent_viewers x PAGE_SEND_RATE requests/s
+    (burst twice that), and one client address PAGES_PER_CLIENT x PAGE_SEND_RATE x 60 per
+    minute; a None limit is derived from those in __post_init__."""
 
     stack_name: str = "EmotionEvaluator"
     architecture: str = "arm64"  # arm64 (Graviton: ~20% cheaper per GB-s) or x86_64
     memory_size: int = 2048  # MB; Lambda's CPU share grows with it (1 vCPU at 1769 MB)
     timeout_seconds: int = 10  # the function; API Gateway's own limit is 30 s
-    reserved_concurrency: int | None = 10  # cost guard: at most this many at once; None: off
+    # Off: a new account's concurrency quota can be 10, and AWS keeps 10 unreserved, so any
+    # reservation fails there. The stage throttle bounds concurrency instead (README).
+    reserved_concurrency: int | None = None
     log_retention_days: int = 14
-    throttle_rate_limit: int = 20  # steady requests per second, whole API stage
-    throttle_burst_limit: int = 40  # bucket size for bursts
+    concurrent_viewers: int = 25  # live pages the stack is sized for
+    throttle_rate_limit: int | None = None  # steady requests/s, whole stage; None: derived
+    throttle_burst_limit: int | None = None  # bucket size for bursts; None: 2 x rate
+    per_client_limit: int | None = None  # WAF: requests per client IP per minute; None: derived
+    per_client_limit_enabled: bool = True  # perClientLimit=none: no WAF web ACL
+    alarm_email: str | None = None  # also send alarms here (SNS e-mail subscription)
     removal_policy: str = "retain"  # retain: the bucket and logs outlive the stack
     price_class: str = "100"  # CloudFront edge locations: 100 (cheapest), 200, All
 
@@ -98,10 +154,20 @@ class Config:
             raw = get(CONTEXT_KEYS[field.name])
             if raw is not None:
                 values[field.name] = PARSERS[field.name](raw)
-        config = cls(**values)
-        if config.throttle_burst_limit < 1 or config.throttle_rate_limit < 1:
-            raise ConfigError("throttle limits must be at least 1")
-        return config
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        derived = {
+            "throttle_rate_limit": self.concurrent_viewers * PAGE_SEND_RATE,
+            "per_client_limit": PAGES_PER_CLIENT * PAGE_SEND_RATE * 60,
+        }
+        for name, value in derived.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.throttle_burst_limit is None:
+            object.__setattr__(self, "throttle_burst_limit", 2 * self.throttle_rate_limit)
+        if not self.per_client_limit_enabled:
+            object.__setattr__(self, "per_client_limit", None)
 
 
 # field name -> context key (camelCase, as CDK context keys usually are)
@@ -112,8 +178,12 @@ CONTEXT_KEYS = {
     "timeout_seconds": "timeoutSeconds",
     "reserved_concurrency": "reservedConcurrency",
     "log_retention_days": "logRetentionDays",
+    "concurrent_viewers": "concurrentViewers",
     "throttle_rate_limit": "throttleRateLimit",
     "throttle_burst_limit": "throttleBurstLimit",
+    "per_client_limit": "perClientLimit",
+    "per_client_limit_enabled": "perClientLimit",
+    "alarm_email": "alarmEmail",
     "removal_policy": "removalPolicy",
     "price_class": "priceClass",
 }
@@ -125,8 +195,12 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "timeout_seconds": _int("timeoutSeconds", 1, 29),
     "reserved_concurrency": _concurrency,
     "log_retention_days": _retention,
+    "concurrent_viewers": _int("concurrentViewers", 1, 1000),
     "throttle_rate_limit": _int("throttleRateLimit", 1, 10000),
     "throttle_burst_limit": _int("throttleBurstLimit", 1, 5000),
+    "per_client_limit": _per_client,
+    "per_client_limit_enabled": lambda raw: not _off(raw),
+    "alarm_email": _email,
     "removal_policy": _choice("removalPolicy", REMOVAL_POLICIES),
     "price_class": _choice("priceClass", PRICE_CLASSES),
 }

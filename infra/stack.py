@@ -1,7 +1,8 @@
 """The whole deployment in one stack.
 
     viewer --HTTPS--> CloudFront --+-- default: private S3 bucket (Origin Access Control)
-                                   +-- /face, /health: HTTP API --> container-image Lambda
+                                   +-- /face, /faces, /health: HTTP API --> container-image Lambda
+      (WAF per-client rate rule)         (stage throttle)               (alarms, dashboard)
 
 One public origin: HTTPS everywhere (the camera needs it) and no CORS. The response-headers
 policy comes from site/headers.json, the file the local server sends too.
@@ -10,9 +11,10 @@ policy comes from site/headers.json, the file the local server sends too.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnCondition, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudfront as cloudfront
@@ -23,15 +25,19 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_wafv2 as wafv2
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.config import Config
+from infra.config import MAX_BODY_BYTES, Config
 from infra.headers import HEADERS_FILE, REPO_ROOT, load_headers, response_headers
+from infra.monitoring import METRICS_NAMESPACE, SERVICE, Monitoring
 
 SITE_DIR = REPO_ROOT / "build" / "site"
 DOCKERFILE = "function/Dockerfile"  # relative to the build context, the repository root
-API_PATHS = {"/face": "POST", "/health": "GET"}
+# Every method goes to the function, which answers a wrong one with its own 405 JSON (an
+# HTTP API route with only POST would give API Gateway's bare 404 to GET /face).
+API_PATHS = ("/face", "/faces", "/health")
 
 # Appended to .dockerignore's patterns when the CDK stages the build context (synth), so also
 # applied at deploy. The first ones are never sent whatever .dockerignore says: big, and none of
@@ -54,6 +60,13 @@ IMAGE_EXCLUDE = [
 ]
 # Build leftovers and the header file (CloudFront sends those headers) stay out of the bucket.
 SITE_EXCLUDE = [".built", "headers.json"]
+# Browser caching of the page's files (S3 object metadata). A file whose name carries a hash of
+# its content never changes: cache it for a year. Any other file (index.html, js/, vendor/...)
+# keeps its name across deploys, so browsers must revalidate it (a cheap 304 by ETag) and never
+# run old and new scripts together after a deploy.
+HASHED_NAME = re.compile(r"[.-][0-9a-f]{8,}\.[A-Za-z0-9]+$")
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+CACHE_REVALIDATE = "no-cache"
 
 _RETENTION = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
@@ -110,6 +123,7 @@ class EmotionStack(Stack):
         function_logs = logs.LogGroup(
             self, "FunctionLogs", retention=retention, removal_policy=removal
         )
+        self.function_logs = function_logs
         role = iam.Role(
             self,
             "FunctionRole",
@@ -134,10 +148,17 @@ class EmotionStack(Stack):
             reserved_concurrent_executions=config.reserved_concurrency,
             log_group=function_logs,
             role=role,
-            description="Real-time emotion evaluator: POST /face, GET /health",
+            environment={
+                # Our 413 comes before Lambda's payload limit (infra/config.py).
+                "EMOTION_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+                "POWERTOOLS_SERVICE_NAME": SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "LOG_LEVEL": "INFO",
+            },
+            description="Real-time emotion evaluator: POST /face, POST /faces, GET /health",
         )
 
-        # --- the API: exactly two routes, throttled --------------------------------------------
+        # --- the API: three paths, every method to the function, throttled ---------------------
         self.api = apigwv2.HttpApi(
             self,
             "Api",
@@ -145,9 +166,9 @@ class EmotionStack(Stack):
             create_default_stage=False,
         )
         integration = integrations.HttpLambdaIntegration("Function", self.function)
-        for path, method in API_PATHS.items():
+        for path in API_PATHS:
             self.api.add_routes(
-                path=path, methods=[apigwv2.HttpMethod(method)], integration=integration
+                path=path, methods=[apigwv2.HttpMethod.ANY], integration=integration
             )
         api_logs = logs.LogGroup(self, "ApiAccessLogs", retention=retention, removal_policy=removal)
         self.stage = apigwv2.HttpStage(
@@ -179,10 +200,16 @@ class EmotionStack(Stack):
         )
 
         # --- CloudFront: the single public origin ----------------------------------------------
+        # CloudFront is global: names of its policies, access controls and web ACLs are unique
+        # per account, so they carry the region (the same stack may run in two regions).
+        def global_name(suffix: str) -> str:
+            return Fn.join("-", [self.stack_name, Aws.REGION, suffix])
+
         security, custom = response_headers(load_headers(headers_file))
         self.headers_policy = cloudfront.ResponseHeadersPolicy(
             self,
             "SecurityHeaders",
+            response_headers_policy_name=global_name("headers"),
             comment="Security headers from site/headers.json (the local server sends the same)",
             security_headers_behavior=security,
             custom_headers_behavior=custom if custom.custom_headers else None,
@@ -214,7 +241,12 @@ class EmotionStack(Stack):
             ),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                origin=origins.S3BucketOrigin.with_origin_access_control(
+                    self.bucket,
+                    origin_access_control=cloudfront.S3OriginAccessControl(
+                        self, "SiteOac", origin_access_control_name=global_name("site")
+                    ),
+                ),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
@@ -223,19 +255,22 @@ class EmotionStack(Stack):
             ),
             additional_behaviors={path: api_behavior for path in API_PATHS},
         )
+        self.web_acl = self._per_client_limit(global_name) if config.per_client_limit else None
 
         # --- the page's files, then an invalidation so viewers get them at once ---------------
-        s3deploy.BucketDeployment(
+        self._deploy_site(site_dir, retention, removal)
+        if destroy:
+            self._own_auto_delete_logs(retention)
+
+        # --- watching it --------------------------------------------------------------------------
+        self.monitoring = Monitoring(
             self,
-            "SiteDeployment",
-            sources=[s3deploy.Source.asset(str(site_dir), exclude=SITE_EXCLUDE)],
-            destination_bucket=self.bucket,
-            exclude=SITE_EXCLUDE,
-            distribution=self.distribution,
-            distribution_paths=["/*"],
-            log_group=logs.LogGroup(
-                self, "SiteDeploymentLogs", retention=retention, removal_policy=removal
-            ),
+            "Monitoring",
+            function=self.function,
+            api=self.api,
+            stage=self.stage,
+            timeout=Duration.seconds(config.timeout_seconds),
+            alarm_email=config.alarm_email,
         )
 
         CfnOutput(
@@ -252,8 +287,164 @@ class EmotionStack(Stack):
         )
         CfnOutput(self, "DistributionId", value=self.distribution.distribution_id)
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=(
+                f"https://console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+                f"#dashboards:name={self.monitoring.dashboard.dashboard_name}"
+            ),
+            description="CloudWatch dashboard: traffic, errors by code, latency, alarms",
+        )
+        CfnOutput(
+            self,
+            "FunctionLogGroup",
+            value=self.function_logs.log_group_name,
+            description="The function's JSON log lines and metrics: aws logs tail <this> --follow",
+        )
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="SNS topic of the alarms: subscribe to it (or deploy with -c alarmEmail=)",
+        )
 
         self._suppress_nag_findings()
+
+    def _per_client_limit(self, global_name) -> wafv2.CfnWebACL:
+        """A WAF rate rule per client address on the API paths, answering 429 like the stage
+        throttle. CloudFront web ACLs exist only in us-east-1, so the ACL (and its fee) is
+        created only when the stack is deployed there (infra/README.md)."""
+        in_us_east_1 = CfnCondition(
+            self, "InUsEast1", expression=Fn.condition_equals(Aws.REGION, "us-east-1")
+        )
+        body = json.dumps(
+            {
+                "error": "rate_limited",
+                "detail": "Too many requests from this address; the page retries on its own.",
+            }
+        )
+
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True,
+                metric_name=name,
+                sampled_requests_enabled=True,
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "PerClientLimit",
+            name=global_name("per-client"),
+            scope="CLOUDFRONT",
+            description="Per-client rate limit on the API paths, sized from site/js/rate.js",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility("EmotionEvaluatorAcl"),
+            custom_response_bodies={
+                "rate_limited": wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content=body, content_type="APPLICATION_JSON"
+                )
+            },
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="api-per-client",
+                    priority=0,
+                    action=wafv2.CfnWebACL.RuleActionProperty(
+                        block=wafv2.CfnWebACL.BlockActionProperty(
+                            custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                                response_code=429, custom_response_body_key="rate_limited"
+                            )
+                        )
+                    ),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            aggregate_key_type="IP",
+                            evaluation_window_sec=60,
+                            limit=self.config.per_client_limit,
+                            scope_down_statement=self._api_paths_statement(),
+                        )
+                    ),
+                    visibility_config=visibility("EmotionEvaluatorPerClient"),
+                )
+            ],
+        )
+        acl.cfn_options.condition = in_us_east_1
+        cfn_distribution = self.distribution.node.default_child
+        cfn_distribution.add_property_override(
+            "DistributionConfig.WebACLId",
+            Fn.condition_if(in_us_east_1.logical_id, acl.attr_arn, Aws.NO_VALUE),
+        )
+        return acl
+
+    @staticmethod
+    def _api_paths_statement() -> wafv2.CfnWebACL.StatementProperty:
+        def starts_with(path: str) -> wafv2.CfnWebACL.StatementProperty:
+            return wafv2.CfnWebACL.StatementProperty(
+                byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                    positional_constraint="STARTS_WITH",
+                    search_string=path,
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                    ],
+                )
+            )
+
+        # "/face" covers /face and /faces.
+        return wafv2.CfnWebACL.StatementProperty(
+            or_statement=wafv2.CfnWebACL.OrStatementProperty(
+                statements=[starts_with("/face"), starts_with("/health")]
+            )
+        )
+
+    def _deploy_site(self, site_dir: Path, retention, removal: RemovalPolicy) -> None:
+        """One BucketDeployment per Cache-Control value; each leaves the others' files alone
+        (its `exclude` also keeps them from being pruned). The last one invalidates CloudFront,
+        after every file is in place."""
+        files = sorted(
+            str(path.relative_to(site_dir))
+            for path in site_dir.rglob("*")
+            if path.is_file() and path.name not in SITE_EXCLUDE
+        )
+        hashed = [f for f in files if HASHED_NAME.search(f)]
+        classes = [("Hashed", CACHE_FOREVER, hashed)] if hashed else []
+        classes.append(("", CACHE_REVALIDATE, [f for f in files if f not in hashed]))
+        log_group = logs.LogGroup(
+            self, "SiteDeploymentLogs", retention=retention, removal_policy=removal
+        )
+        previous = None
+        for index, (name, cache_control, members) in enumerate(classes):
+            others = [f for f in files if f not in members]
+            exclude = [*SITE_EXCLUDE, *others]
+            last = index == len(classes) - 1
+            deployment = s3deploy.BucketDeployment(
+                self,
+                f"SiteDeployment{name}",
+                sources=[s3deploy.Source.asset(str(site_dir), exclude=exclude)],
+                destination_bucket=self.bucket,
+                exclude=exclude,
+                cache_control=[s3deploy.CacheControl.from_string(cache_control)],
+                distribution=self.distribution if last else None,
+                distribution_paths=["/*"] if last else None,
+                log_group=log_group,
+            )
+            if previous is not None:
+                deployment.node.add_dependency(previous)
+            previous = deployment
+
+    def _own_auto_delete_logs(self, retention) -> None:
+        """The bucket's auto-delete handler (a CDK singleton) would log to a group Lambda makes
+        on its own, which outlives the stack. Give it one of ours, deleted with the stack after
+        the handler's last run (the custom resource depends on it, so it goes first)."""
+        provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+        handler = provider.node.find_child("Handler")
+        log_group = logs.LogGroup(
+            self, "AutoDeleteLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        handler.add_property_override("LoggingConfig", {"LogGroup": log_group.log_group_name})
+        for child in self.bucket.node.children:
+            if child.node.id == "AutoDeleteObjectsCustomResource":
+                child.node.add_dependency(log_group)
 
     def _suppress_nag_findings(self) -> None:
         """Each accepted AwsSolutions finding, with the reason it is accepted here."""
@@ -294,14 +485,15 @@ class EmotionStack(Stack):
         accept(
             self.distribution,
             "AwsSolutions-CFR2",
-            "No WAF web ACL: it costs a fixed monthly fee per ACL plus per request. Abuse is "
-            "bounded by the API stage's throttling and the function's reserved concurrency.",
+            "CloudFront web ACLs exist only in us-east-1: there the stack attaches its own "
+            "(a per-client rate rule, perClientLimit); in other regions, or with "
+            "perClientLimit=none, abuse is bounded by the API stage's throttling.",
         )
         accept(
             self.api,
             "AwsSolutions-APIG4",
             "A public, anonymous API by design: the page calls it with no login. It keeps no "
-            "data and is bounded by stage throttling and the function's reserved concurrency.",
+            "data and is bounded by stage throttling and the per-client WAF rate rule.",
         )
         # The CDK's own BucketDeployment handler (a singleton at stack level).
         for child in self.node.children:

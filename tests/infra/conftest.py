@@ -70,6 +70,8 @@ def cli_synth(site_build, tmp_path_factory):
     """The real `npx cdk synth` (the CLI pinned in package.json), into its own folder."""
     if not (ROOT / "node_modules" / ".bin" / "cdk").exists():
         subprocess.run(["make", "--no-print-directory", "node_modules/.installed"], cwd=ROOT)
+    if not (ROOT / ".venv-cdk" / ".installed").exists():  # cdk.json runs the app with it
+        subprocess.run(["make", "--no-print-directory", ".venv-cdk/.installed"], cwd=ROOT)
     outdir = tmp_path_factory.mktemp("cdk.out")
     started = time.monotonic()
     result = subprocess.run(

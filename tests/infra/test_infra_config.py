@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import CONTEXT_KEYS, PARSERS, Config, ConfigError
+from infra.config import (
+    CONTEXT_KEYS,
+    PAGE_SEND_RATE,
+    PAGES_PER_CLIENT,
+    PARSERS,
+    Config,
+    ConfigError,
+)
 from infra.headers import parse_hsts, response_headers
 
 README = Path(__file__).resolve().parents[2] / "infra" / "README.md"
@@ -19,7 +26,11 @@ def test_defaults():
     assert config.architecture == "arm64"
     assert config.memory_size == 2048
     assert config.timeout_seconds == 10
-    assert config.reserved_concurrency == 10
+    assert config.reserved_concurrency is None  # new accounts cannot reserve any
+    assert config.throttle_rate_limit == config.concurrent_viewers * PAGE_SEND_RATE
+    assert config.throttle_burst_limit == 2 * config.throttle_rate_limit
+    assert config.per_client_limit == PAGES_PER_CLIENT * PAGE_SEND_RATE * 60
+    assert config.alarm_email is None
     assert config.removal_policy == "retain"
 
 
@@ -37,7 +48,7 @@ def test_cli_strings_and_json_values_both_parse():
     )
     assert from_cli.memory_size == from_json.memory_size == 1024
     assert from_cli.reserved_concurrency is None
-    assert from_json.reserved_concurrency == 10  # null in cdk.json: the default
+    assert from_json.reserved_concurrency is None
     assert from_cli.architecture == from_json.architecture == "x86_64"
 
 
@@ -54,6 +65,9 @@ def test_cli_strings_and_json_values_both_parse():
         ("priceClass", "300", "100, 200, All"),
         ("throttleRateLimit", "0", "1..10000"),
         ("stackName", "1bad name", "letters, digits and hyphens"),
+        ("perClientLimit", "5", "10..2000000000"),
+        ("concurrentViewers", "0", "1..1000"),
+        ("alarmEmail", "not-an-address", "e-mail address"),
     ],
 )
 def test_bad_values_are_refused_with_the_knob_named(key, value, message):

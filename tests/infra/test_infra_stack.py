@@ -20,7 +20,7 @@ DEV = {
     "removalPolicy": "destroy",
     "architecture": "x86_64",
     "memorySize": "3008",  # as `-c memorySize=3008` passes it: a string
-    "reservedConcurrency": "none",
+    "reservedConcurrency": "5",
     "logRetentionDays": "7",
     "throttleRateLimit": "5",
     "throttleBurstLimit": "7",
@@ -73,7 +73,8 @@ def test_function_is_a_container_image_with_defaults(default):
     assert props["Architectures"] == ["arm64"]
     assert props["MemorySize"] == 2048
     assert props["Timeout"] == 10
-    assert props["ReservedConcurrentExecutions"] == 10
+    # None by default: a new account (quota 10) must keep 10 unreserved, so any fails there.
+    assert "ReservedConcurrentExecutions" not in props
     assert "Handler" not in props and "Runtime" not in props  # the Dockerfile's CMD decides
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert template["Resources"][log_group]["Properties"]["RetentionInDays"] == 14
@@ -85,7 +86,7 @@ def test_function_knobs_follow_context(dev):
     assert props["Architectures"] == ["x86_64"]
     assert props["MemorySize"] == 3008
     assert props["Timeout"] == 12
-    assert "ReservedConcurrentExecutions" not in props  # reservedConcurrency=none
+    assert props["ReservedConcurrentExecutions"] == 5  # reservedConcurrency=5
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert template["Resources"][log_group]["Properties"]["RetentionInDays"] == 7
 
@@ -148,12 +149,14 @@ def test_staged_build_context_holds_dockerfile_and_every_copy_source(default):
 
 
 # --- the API -----------------------------------------------------------------------------------
-def test_api_has_exactly_the_two_routes_to_the_function(default):
+def test_api_sends_every_method_of_its_three_paths_to_the_function(default):
+    """ANY: the function answers a wrong method with its own 405 JSON (GET /face included)."""
     t, template, _ = default
     routes = resources(template, "AWS::ApiGatewayV2::Route")
     assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == [
-        "GET /health",
-        "POST /face",
+        "ANY /face",
+        "ANY /faces",
+        "ANY /health",
     ]
     fid = api_function_id(template)
     for route in routes.values():
@@ -165,13 +168,14 @@ def test_api_has_exactly_the_two_routes_to_the_function(default):
     t.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
     # API Gateway may invoke the function on exactly these routes.
     permissions = resources(template, "AWS::Lambda::Permission")
-    assert len(permissions) == 2
+    assert len(permissions) == 3
     for permission in permissions.values():
         assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
 
 
 def test_stage_throttling_and_access_logs(default, dev):
-    for t, rate, burst in ((default[0], 20, 40), (dev[0], 5, 7)):
+    # Default: 25 viewers x the page's cap (site/js/rate.js, 8/s) = 200/s, burst twice that.
+    for t, rate, burst in ((default[0], 200, 400), (dev[0], 5, 7)):
         t.has_resource_properties(
             "AWS::ApiGatewayV2::Stage",
             {
@@ -239,9 +243,11 @@ def test_bucket_removal_policy_by_context(default, dev):
 
 
 def test_every_log_group_has_the_retention_knob(default, dev):
-    for (_, template, _), days in ((default, 14), (dev, 7)):
+    # function, API access log, the page's deployment handler; with removalPolicy=destroy also
+    # the bucket's auto-delete handler (tests/infra/test_infra_protection.py).
+    for (_, template, _), days, count in ((default, 14, 3), (dev, 7, 4)):
         log_groups = resources(template, "AWS::Logs::LogGroup")
-        assert len(log_groups) == 3  # function, API access log, the page's deployment handler
+        assert len(log_groups) == count
         for name, log_group in log_groups.items():
             assert log_group["Properties"]["RetentionInDays"] == days, name
 
@@ -249,21 +255,33 @@ def test_every_log_group_has_the_retention_knob(default, dev):
 # --- the page's deployment --------------------------------------------------------------------------
 def test_bucket_deployment_ships_the_build_folder_and_invalidates(default, site_build):
     _t, template, outdir = default
-    _, deployment = only(template, "Custom::CDKBucketDeployment")
-    props = deployment["Properties"]
-    assert props["DestinationBucketName"] == {"Ref": logical_id(template, "AWS::S3::Bucket")}
+    deployments = resources(template, "Custom::CDKBucketDeployment")
+    assert deployments, "no BucketDeployment"
+    invalidating = [d for d in deployments.values() if "DistributionId" in d["Properties"]]
+    assert len(invalidating) == 1, "exactly one deployment (the last) invalidates CloudFront"
+    props = invalidating[0]["Properties"]
     assert props["DistributionId"] == {"Ref": logical_id(template, "AWS::CloudFront::Distribution")}
     assert props["DistributionPaths"] == ["/*"]
-    assert props.get("Prune", True) is True
-    # The staged source is build/site, less build leftovers and the header file.
+    for deployment in deployments.values():
+        props = deployment["Properties"]
+        assert props["DestinationBucketName"] == {"Ref": logical_id(template, "AWS::S3::Bucket")}
+        assert props.get("Prune", True) is True
+    # The staged sources together are build/site, less build leftovers and the header file,
+    # each file in exactly one of them (tests/infra/test_infra_protection.py: Cache-Control).
     manifest = json.loads((outdir / "EmotionEvaluator.assets.json").read_text())
+    keys = {k for d in deployments.values() for k in d["Properties"]["SourceObjectKeys"]}
     staged = [
         outdir / f["source"]["path"]
         for f in manifest["files"].values()
-        if (outdir / f["source"]["path"] / "index.html").is_file()
+        if f["source"].get("packaging") == "zip"
+        and any(dest["objectKey"] in keys for dest in f["destinations"].values())
     ]
-    assert len(staged) == 1, "the site folder is not among the staged assets"
-    files = {str(p.relative_to(staged[0])) for p in staged[0].rglob("*") if p.is_file()}
+    assert len(staged) == len(deployments)
+    files: set[str] = set()
+    for folder in staged:
+        these = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        assert not these & files, f"a file is in two deployments: {these & files}"
+        files |= these
     expected = {
         str(p.relative_to(site_build))
         for p in site_build.rglob("*")
@@ -313,7 +331,7 @@ def test_api_paths_go_to_the_http_api_uncached(default):
     origins = {o["Id"]: o for o in config["Origins"]}
     api_id = logical_id(template, "AWS::ApiGatewayV2::Api")
     behaviours = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
-    assert sorted(behaviours) == ["/face", "/health"]
+    assert sorted(behaviours) == ["/face", "/faces", "/health"]
     for behaviour in behaviours.values():
         assert behaviour["CachePolicyId"] == CACHING_DISABLED
         assert behaviour["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST
