@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import compute, http_load, report, size
+from bench.machine import cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -58,8 +59,11 @@ def machine() -> dict:
     for line in lscpu.splitlines():
         name, _, value = line.partition(":")
         fields[name.strip()] = value.strip()
+    info = cpu()
     return {
-        "cpu": fields.get("Model name", platform.processor() or "unknown"),
+        "cpu": info["model"] if info["model"] != "?" else fields.get("Model name", "unknown"),
+        "vnni": info["vnni"],
+        "cpu_flags": info["flags"],
         "cores": len(os.sched_getaffinity(0)),
         "threads_per_core": fields.get("Thread(s) per core", "?"),
         "loadavg_start": list(os.getloadavg()),

@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench import report
+from bench.machine import cpu
+
 ROOT = Path(__file__).resolve().parents[2]
 DESIGNS = ("ours", "seed")
 RATIOS = {"latency_p50", "throughput_c4", "cold_start", "size"}
@@ -18,7 +23,7 @@ def test_quick_bench_reports_every_figure_for_both_designs(tmp_path):
     out, md = tmp_path / "bench.json", tmp_path / "RESULTS.md"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "function"), str(ROOT)])}
     command = [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--md", str(md)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
 
@@ -40,12 +45,22 @@ def test_quick_bench_reports_every_figure_for_both_designs(tmp_path):
     assert results["matmul_gflops"]["best"] > 0
     assert results["designs"]["ours"]["http"]["latency_ms"]["server_timing_p50_ms"]["infer"] > 0
     assert set(results["ratios"]) == RATIOS
-    for row in results["ratios"].values():
-        assert row["ratio"] > 0 and isinstance(row["pass"], bool)
+    pairs = report.figure_pairs(results)
+    for key, _, sense, target, _ in report.TARGETS:
+        row, (ours_figure, seed_figure) = results["ratios"][key], pairs[key]
+        assert row["ratio"] == pytest.approx(ours_figure / seed_figure), key
+        assert row["pass"] is (row["ratio"] <= target if sense == "<=" else row["ratio"] >= target)
     assert results["browser"]["status"] in ("measured", "not measured")
+
+    machine = results["machine"]
+    assert (machine["cpu"], machine["vnni"]) == (cpu()["model"], cpu()["vnni"])
 
     page = md.read_text()
     assert page in done.stdout  # the printed table is the page
+    assert f"Machine: {machine['cpu']}, " in page
+    assert ("VNNI: yes (" if machine["vnni"] else "VNNI: no,") in page
+    for row in results["ratios"].values():  # each ratio's verdict is the one on the page
+        assert f"| {row['target']} | {'PASS' if row['pass'] else 'MISS'} |" in page
     for label in ("p50 latency", "concurrency 16", "Lambda path", "cold start", "function size"):
         assert label in page
     assert page.count("PASS") + page.count("MISS") == len(RATIOS)
