@@ -246,7 +246,8 @@ def build(model_path: Path, drop_tta: bool) -> tuple[onnx.ModelProto, dict]:
 
 def write_candidate(graph: onnx.ModelProto, card: ModelCard, flip_tta: bool, out: Path) -> None:
     onnx.save(graph, str(out))
-    details = {**card.details, "flip_tta": flip_tta}
+    # "compact" marks weight-only int8, which EmotionModel folds to float weights at load.
+    details = {**card.details, "flip_tta": flip_tta, "compact": {"candidate": True}}
     details.pop("metrics", None)
     details.pop("calibration", None)
     dataclasses.replace(card, details=details).write(out.with_suffix(".json"))
@@ -265,7 +266,13 @@ def compact(model_path: Path, valid: Path, out: Path, flip_tta: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for drop in options:
             candidate_path = Path(tmp) / "emotion-compact.onnx"
-            graph, details = build(model_path, drop)
+            try:
+                graph, details = build(model_path, drop)
+            except ValueError as err:  # a graph export wrote differently: keep its TTA
+                if flip_tta == "drop":
+                    raise
+                log.warning("flip TTA kept: %s", err)
+                continue
             write_candidate(graph, card, details["flip_tta"], candidate_path)
             model = EmotionModel(candidate_path)
             log.info("compact model (flip TTA %s)", "dropped" if drop else "kept")

@@ -97,6 +97,7 @@ async function load(manifestUrl) {
     label: manifest.label,
     cached,
     bytes: manifest.bytes,
+    threads: ort.env.wasm.numThreads,
     ms: performance.now() - started,
   });
 }

@@ -151,8 +151,9 @@ export class Analyser {
     { state: 'loading' });
   }
 
-  showReady({ label, cached, bytes }) {
+  showReady({ label, cached, bytes, threads }) {
     this.label = label;
+    if (this.status) this.status.dataset.threads = String(threads);
     if (this.progress) this.progress.hidden = true;
     if (this.modelInfo) this.modelInfo.dataset.device = label;
     if (!this.onDevice) return;

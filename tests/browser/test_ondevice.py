@@ -261,6 +261,7 @@ def test_live_view_on_device_sends_nothing_and_survives_offline(page, console, s
         "cold_model_load_s": round(cold_load, 2),
         "bar_updates_in_2_s_offline": offline_updates,
         "face_requests": len(sent),
+        "wasm_threads": int(page.get_attribute("#analyse-status", "data-threads") or 0),
     })  # fmt: skip
     print(f"\non-device live: {rate:.1f} predictions/s, first prediction "
           f"{first_prediction:.2f} s after Start (warm cache), cold load {cold_load:.1f} s")  # fmt: skip
