@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import random
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -106,14 +107,16 @@ def measure(args: argparse.Namespace) -> dict:
     originals = [decode_image(p.read_bytes(), 16_000_000, 8) for p in paths]
     started = time.perf_counter()
     photos, truths, boxes, crops, refined = [], [], [], [], []
-    for face in originals:
+    for i, face in enumerate(originals):
+        if i % 500 == 0:
+            print(f"detecting: {i}/{len(originals)} faces", file=sys.stderr, flush=True)
         photo, truth = scene(face, rng, backgrounds)
         photos.append(photo)
         truths.append(truth)
         boxes.append(best_match(detector.detect(photo, max_side=640), truth))
         crop = page_crop(photo, truth)
         crops.append(crop)
-        refined.append(detector.detect(crop.resize((args.crop_side,) * 2), max_side=args.crop_side))
+        refined.append(detector.detect(crop, max_side=args.crop_side, upscale=True))
     detect_s = time.perf_counter() - started
 
     def accuracy(pred: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -131,7 +134,8 @@ def measure(args: argparse.Namespace) -> dict:
         "detect_seconds": round(detect_s, 1),
         "grid": [],
     }
-    grid = itertools.product(args.margins, (True, False), args.shifts)
+    squares = [s == "true" for s in args.squares]
+    grid = itertools.product(args.margins, squares, args.shifts)
     for margin, square, shift in grid:
         framing = Framing(margin=margin, square=square, shift_y=shift)
         images = [
@@ -148,9 +152,8 @@ def measure(args: argparse.Namespace) -> dict:
     result["loss_points"] = round(100 * (reference - best["accuracy"]), 2)
     # The /face path with the best framing: the page's crop, refined where a face is found.
     framing = Framing(margin=best["margin"], square=best["square"], shift_y=best["shift_y"])
-    scale = 96 / args.crop_side
     on_crop = [
-        refine_crop(crop, _rescaled(found_in[0], scale) if found_in else None, framing)
+        refine_crop(crop, found_in[0] if found_in else None, framing)
         for crop, found_in in zip(crops, refined, strict=True)
     ]
     result["face_route"] = {
@@ -163,10 +166,6 @@ def measure(args: argparse.Namespace) -> dict:
     return result
 
 
-def _rescaled(d: Detection, factor: float) -> Detection:
-    return Detection(d.x * factor, d.y * factor, d.width * factor, d.height * factor, d.score)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--valid", type=Path, default=Path("../shared/data/ferplus/FER2013Valid"))
@@ -174,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detector", type=Path, default=default_model_path())
     p.add_argument("--limit", type=int, help="only the first N faces (a quick look)")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--crop-side", type=int, default=96, help="detector input side for /face")
-    p.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3])
-    p.add_argument("--shifts", type=float, nargs="+", default=[-0.05, 0.0, 0.05, 0.1])
+    p.add_argument("--crop-side", type=int, default=160, help="detector input side for /face")
+    p.add_argument("--margins", type=float, nargs="+", default=[-0.05, 0.0, 0.05, 0.1])
+    p.add_argument("--shifts", type=float, nargs="+", default=[0.05, 0.1, 0.15])
+    p.add_argument("--squares", nargs="+", default=["true", "false"], choices=["true", "false"])
     p.add_argument("--out", type=Path, help="write the full result as JSON here")
     p.add_argument("--write", type=Path, help="store the best framing in this model card")
     args = p.parse_args(argv)

@@ -54,7 +54,7 @@ def create_app(
         decoded = time.perf_counter()
         # Is there a face in the crop, and where? Checked small: the crop is one face already.
         found = (
-            detector.detect(image, max_side=settings.crop_detect_side)
+            detector.detect(image, max_side=settings.crop_detect_side, upscale=True)
             if settings.crop_detect_side  # 0: the check is off (make bench measures its cost)
             else []
         )

@@ -119,15 +119,20 @@ class FaceDetector:
         max_side: int = 1280,
         min_size: float = 0,
         threshold: float | None = None,
+        upscale: bool = False,
     ) -> list[Detection]:
         """Faces in `image`, boxes in its pixels, largest first.
 
         The image is shrunk so its longer side is at most `max_side` (the cost grows with the
-        pixel count); boxes narrower than `min_size` pixels are dropped.
+        pixel count), or with `upscale` brought to exactly that side (small crops: the network
+        finds a face that fills a 96 px crop far more often at 160 px); boxes narrower than
+        `min_size` pixels are dropped.
         """
         threshold = self.threshold if threshold is None else threshold
-        scale = min(1.0, max_side / max(image.size))
-        if scale < 1.0:
+        scale = max_side / max(image.size)
+        if not upscale:
+            scale = min(1.0, scale)
+        if scale != 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             image = image.resize(size, Image.Resampling.BILINEAR)
         batch = self._input(image)

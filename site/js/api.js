@@ -62,6 +62,32 @@ export async function classify(dataUrl, { signal } = {}) {
   return { predictions, face: body.face, rtt: performance.now() - started };
 }
 
+/**
+ * POST a whole photo to /faces (the server finds every face); resolves to its answer:
+ * { faces: [{ box, score, predictions, top }], image: { width, height }, ... }, boxes in the
+ * pixels of the image as sent.
+ */
+export async function classifyPhoto(blob, { signal, maxFaces = 20 } = {}) {
+  const body = await send(`faces?max_faces=${maxFaces}`, {
+    method: 'POST',
+    headers: { 'Content-Type': blob.type },
+    body: blob,
+    signal,
+  });
+  if (!body || !Array.isArray(body.faces) || !body.image) {
+    throw new ApiError('The server answered without a list of faces.', { code: 'bad_response' });
+  }
+  for (const face of body.faces) {
+    const p = face && face.predictions;
+    if (!face.box || !p || CLASSES.some((name) => typeof p[name] !== 'number')) {
+      throw new ApiError('The server answered a face without its box or probabilities.', {
+        code: 'bad_response',
+      });
+    }
+  }
+  return body;
+}
+
 export function health({ signal } = {}) {
   return send('health', { method: 'GET', signal });
 }

@@ -1,6 +1,8 @@
-// A photo instead of the camera: the same detection and crops, a result for every face found.
+// A photo instead of the camera: the server finds every face (POST /faces) and reads each
+// one; boxes are drawn on the photo, with a result card per face. In on-device mode
+// (ondevice.js) nothing may leave the device, so tracking.js finds the faces in the page.
 
-import { classify, describe } from './api.js';
+import { ApiError, classify, classifyPhoto, describe } from './api.js';
 import { Bars, percent } from './bars.js';
 import { centreSquare, FaceCropper, FaceDetector, squareAround } from './faces.js';
 
@@ -8,9 +10,42 @@ const MAX_PHOTO_FACES = 12;
 const DETECT_WIDTH = 640; // photos are one-off: a larger copy finds smaller faces
 const DISPLAY_WIDTH = 960;
 const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
+const SENT_AS_IS = new Set(['image/jpeg', 'image/png', 'image/webp']); // raw bodies /faces takes
+const MAX_SEND_BYTES = 4_500_000; // under the server's 5 MB body limit
+const MAX_SEND_SIDE = 2560; // a larger photo is sent as a smaller JPEG copy
+const THUMB = 96;
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The photo as /faces takes it: the file itself, or a JPEG copy (other formats, large files). */
+function photoBody(file, image) {
+  if (SENT_AS_IS.has(file.type) && file.size <= MAX_SEND_BYTES) return Promise.resolve(file);
+  const w = image.naturalWidth;
+  const h = image.naturalHeight;
+  const scale = Math.min(1, MAX_SEND_SIDE / Math.max(w, h));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.max(1, Math.round(w * scale));
+  canvas.height = Math.max(1, Math.round(h * scale));
+  canvas.getContext('2d').drawImage(image, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve, reject) => {
+    canvas.toBlob((blob) => (blob
+      ? resolve(blob)
+      : reject(new Error('This photo could not be prepared for sending.'))), 'image/jpeg', 0.92);
+  });
+}
+
+/** A square colour thumbnail of one face, for its result card. */
+function thumbnailOf(image, box, w, h) {
+  const square = squareAround(box, w, h);
+  const canvas = document.createElement('canvas');
+  canvas.width = THUMB;
+  canvas.height = THUMB;
+  canvas.getContext('2d').drawImage(
+    image, square.x, square.y, square.width, square.height, 0, 0, THUMB, THUMB,
+  );
+  return canvas;
 }
 
 function loadImage(file) {
@@ -80,6 +115,10 @@ export class Upload {
       return;
     }
     if (job !== this.job) return;
+    if (!(this.analyser && this.analyser.onDevice)) {
+      await this.analyseOnServer(file, image, job);
+      return;
+    }
     const w = image.naturalWidth;
     const h = image.naturalHeight;
     if (!this.detector) this.detector = new FaceDetector({ width: DETECT_WIDTH });
@@ -132,17 +171,62 @@ export class Upload {
       : 'No face was found, so the centre of the photo was classified instead.', !found);
   }
 
-  async classifyWithRetry(dataUrl, job, attempts = 5) {
+  /** The server finds and reads every face: one request for the whole photo. */
+  async analyseOnServer(file, image, job) {
+    const w = image.naturalWidth;
+    const h = image.naturalHeight;
+    let answer;
+    try {
+      const body = await photoBody(file, image);
+      answer = await this.retrying(() => classifyPhoto(body), job);
+    } catch (err) {
+      if (job !== this.job) return;
+      this.drawPhoto(image, w, h, [], []);
+      const why = err instanceof ApiError ? describe(err) : err.message;
+      this.setStatus(`The photo could not be analysed: ${why} Choose it again to retry.`, true);
+      return;
+    }
+    if (job !== this.job) return;
+    // Boxes come in the pixels of the image sent (upright); the page shows it upright too.
+    const sx = w / answer.image.width;
+    const sy = h / answer.image.height;
+    const boxes = answer.faces.map(({ box }) => ({
+      x: box.x * sx, y: box.y * sy, width: box.width * sx, height: box.height * sy,
+    }));
+    const found = boxes.length;
+    if (!found) {
+      // No face: say so and show no emotion.
+      this.drawPhoto(image, w, h, [], []);
+      this.setStatus('No face was found in this photo, so no emotion is shown.', true);
+      return;
+    }
+    this.drawPhoto(image, w, h, boxes, answer.faces);
+    boxes.forEach((box, i) => {
+      const thumbnail = thumbnailOf(image, box, w, h);
+      this.addResult(i, found, thumbnail, answer.faces[i].predictions, 'as the server found it');
+    });
+    this.setStatus(`Found ${found} face${found > 1 ? 's' : ''} in the photo.`);
+  }
+
+  classifyWithRetry(dataUrl, job, attempts = 5) {
+    return this.retrying(() => classify(dataUrl), job, attempts);
+  }
+
+  /** `request()` with the shared backoff; a refusal of the image itself (4xx) is final. */
+  async retrying(request, job, attempts = 5) {
     for (let attempt = 1; ; attempt++) {
       const wait = this.backoff.remaining();
       if (wait > 0) await sleep(wait);
       if (job !== this.job) throw new Error('superseded');
       try {
-        const result = await classify(dataUrl);
+        const result = await request();
         this.backoff.succeed();
         this.alerts.clear('upload');
         return result;
       } catch (err) {
+        const refused = err instanceof ApiError && err.status >= 400 && err.status < 500
+          && err.status !== 429;
+        if (refused) throw err;
         if (this.backoff.ready()) this.backoff.fail();
         const last = attempt >= attempts;
         const retryAt = last ? null : performance.now() + this.backoff.remaining();
@@ -174,10 +258,11 @@ export class Upload {
       const label = `${i + 1}${top ? ` ${top[0]} ${percent(top[1])}` : ''}`;
       const tw = ctx.measureText(label).width + 12;
       const ty = y > font + 8 ? y - 2 : y + box.height * scale + font + 8;
+      const tx = Math.max(0, Math.min(x - 2, canvas.width - tw)); // keep the label on the photo
       ctx.fillStyle = 'rgba(10, 12, 16, 0.8)';
-      ctx.fillRect(x - 2, ty - font - 6, tw, font + 8);
+      ctx.fillRect(tx, ty - font - 6, tw, font + 8);
       ctx.fillStyle = colour;
-      ctx.fillText(label, x + 4, ty);
+      ctx.fillText(label, tx + 6, ty);
     });
     canvas.hidden = false;
     const n = results.length;
@@ -186,7 +271,7 @@ export class Upload {
       : 'The photo');
   }
 
-  addResult(i, found, thumbnail, predictions) {
+  addResult(i, found, thumbnail, predictions, shown = 'as sent to the model') {
     const ranked = Object.entries(predictions).sort((a, b) => b[1] - a[1]);
     const card = document.createElement('article');
     card.className = 'face-result';
@@ -197,7 +282,7 @@ export class Upload {
     card.setAttribute('aria-labelledby', heading.id);
     thumbnail.className = 'face-thumb';
     thumbnail.setAttribute('role', 'img');
-    thumbnail.setAttribute('aria-label', `${title}, as sent to the model`);
+    thumbnail.setAttribute('aria-label', `${title}, ${shown}`);
     const list = document.createElement('ol');
     list.className = 'bars compact';
     list.id = `upload-bars-${i + 1}`;
