@@ -19,7 +19,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test lint train export calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
+.PHONY: run test dev lint train export calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -31,6 +31,10 @@ $(VENV)/bin/python:
 $(VENV)/.runtime: function/requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r function/requirements.txt uvicorn==0.54.0
 	touch $@
+
+# Only the Python packages, training's included (`python -m training.train --help` needs them;
+# `make run` installs just the server's).
+dev: $(VENV)/.dev
 
 # Everything the tests need (training included: the suite trains a tiny model).
 $(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requirements.txt \

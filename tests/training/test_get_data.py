@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +116,16 @@ def test_files_not_row_aligned_are_refused(tmp_path):
     fer, plus, _ = write_downloads(tmp_path, fer_usages=usages)
     with pytest.raises(DataError, match=r"fer2013\.csv:6 is 'Training' .* not row-aligned"):
         get_data.build(fer, plus, tmp_path / "out")
+
+
+@pytest.mark.parametrize("module", ["training.train", "training.get_data"])
+def test_the_commands_the_readme_names_answer_help(module):
+    """In the venv `make dev` (and `make test`) installs, as the README says."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "function"), str(root)])}
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:") and "--help" in done.stdout
