@@ -127,6 +127,10 @@ export class Analyser {
   showMode() {
     document.body.dataset.analyse = this.mode;
     if (this.privacy) this.privacy.textContent = PRIVACY[this.mode];
+    // Sentences that hold in one mode only (index.html: data-analyse-note="server|device").
+    for (const note of document.querySelectorAll('[data-analyse-note]')) {
+      note.hidden = note.dataset.analyseNote !== this.mode;
+    }
     if (!this.onDevice) this.setStatus('Faces are sent to the server for analysis.');
     else if (this.model) this.model.ready.then((m) => this.showReady(m), () => {});
   }

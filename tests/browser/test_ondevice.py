@@ -215,6 +215,8 @@ def test_server_is_the_default_and_the_choice_is_remembered(page, server):
     assert not page.get_by_label("Analyse on this device").is_checked()
     choose_device(page)
     assert "on this device" in page.text_content("#privacy")
+    assert page.locator('[data-analyse-note="device"]').is_visible()
+    assert not page.locator('[data-analyse-note="server"]').is_visible()
     page.reload()
     assert page.get_by_label("Analyse on this device").is_checked()
     page.get_by_label("Analyse on the server").check()
@@ -271,6 +273,26 @@ def test_live_view_on_device_sends_nothing_and_survives_offline(page, console, s
     assert first_prediction <= 5.0
     assert rate >= 15, f"{rate:.1f} predictions/s on this device (target 15)"
     assert not [e for e in console.errors if "ERR_INTERNET_DISCONNECTED" not in e], console.errors
+
+
+def test_several_faces_on_device(playwright, server, tmp_path):
+    """Two people in view: each gets its own on-device result, and nothing is sent."""
+    from tests.browser.scenes import SCENES
+    from tests.browser.test_scenes import _camera_on
+
+    scene = SCENES["man-and-woman"]
+    with _camera_on(playwright, server, scene, tmp_path) as page:
+        sent = api_requests(page)
+        page.goto(server)
+        choose_device(page)
+        page.click("#start")
+        page.wait_for_function(
+            """n => JSON.parse(document.getElementById('overlay').dataset.faces || '[]')
+                .filter((f) => f.top).length >= n""",
+            arg=len(scene.people),
+            timeout=60_000,
+        )
+        assert sent == [], f"on-device mode sent {sent}"
 
 
 def test_photo_upload_on_device_sends_nothing(page, console, server, media):
