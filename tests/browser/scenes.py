@@ -53,6 +53,7 @@ class Person:
     jacket: tuple[int, int, int] = (38, 42, 58)
     tie: tuple[int, int, int] = (150, 30, 40)
     sway: float = 3.0  # pixels of movement over the loop, so that crops change
+    head: bool = True  # False: only the jacket and tie (a suit on a hanger: clutter, no face)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,23 @@ def _posters(canvas: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random)
     del rng
 
 
+def _smileys(canvas: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random) -> None:
+    """Posters with drawn faces (a smiley, a mask) and a cat: face-like, but no person."""
+    _bookshelf(draw, rng)
+    for x, y, r in ((90, 110, 55), (560, 100, 45)):
+        draw.rectangle((x - r - 12, y - r - 12, x + r + 12, y + r + 12), fill=(245, 240, 225))
+        draw.ellipse(
+            (x - r, y - r, x + r, y + r), fill=(250, 205, 70), outline=(40, 30, 20), width=3
+        )
+        e = r // 5
+        for ex in (x - r // 2.6, x + r // 2.6):
+            draw.ellipse((ex - e / 2, y - r / 3 - e, ex + e / 2, y - r / 3 + e), fill=(30, 20, 10))
+        draw.arc(
+            (x - r / 2, y - r / 6, x + r / 2, y + r / 1.6), 20, 160, fill=(30, 20, 10), width=4
+        )
+    canvas.paste(_photo("chelsea").resize((160, 106)), (280, 40))
+
+
 def _background(scene: Scene) -> Image.Image:
     rng = random.Random(scene.seed)
     canvas = Image.new("RGB", FRAME, (170, 170, 165))
@@ -215,6 +233,8 @@ def _background(scene: Scene) -> Image.Image:
         _bookshelf(draw, rng)
     elif scene.background == "posters":
         _posters(canvas, draw, rng)
+    elif scene.background == "smileys":
+        _smileys(canvas, draw, rng)
     return canvas
 
 
@@ -233,8 +253,9 @@ def render(scene: Scene, t: float = 0.0) -> tuple[Image.Image, list[tuple[float,
         oy = round(person.cy + dy - fy)
         chin = (ox + fx, oy + face[3] - (face[3] - face[1]) * 0.05)
         _body(draw, person, chin, face[2] - face[0])
-        canvas.paste(head, (ox, oy), mask)
-        boxes.append((ox + face[0], oy + face[1], ox + face[2], oy + face[3]))
+        if person.head:
+            canvas.paste(head, (ox, oy), mask)
+            boxes.append((ox + face[0], oy + face[1], ox + face[2], oy + face[3]))
     return canvas, boxes
 
 
@@ -278,3 +299,15 @@ SCENES: dict[str, Scene] = {
         ),
     )
 }
+
+# No one in view: suits on hangers with striped ties, a bookshelf, posters of smileys and a cat.
+NOBODY = Scene(
+    "nobody",
+    (
+        Person(170, 160, 110, head=False, jacket=(30, 34, 48), tie=(140, 20, 30)),
+        Person(470, 170, 100, head=False, jacket=(70, 52, 40), tie=(20, 60, 130)),
+    ),
+    background="smileys",
+    seed=3,
+    notes="no one: jackets and striped ties, a bookshelf, drawn smileys and a cat on posters",
+)

@@ -232,7 +232,8 @@ def test_portrait_phone_layout(browser, server, artifacts):
             box = page.get_by_role("button", name=name).bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360
             assert box["height"] >= 40, "buttons must be easy to tap"
-        expect(page.get_by_text("never stored")).to_be_visible()
+        expect(page.locator("#privacy")).to_contain_text("never stored")
+        expect(page.locator("#privacy")).to_be_visible()
         page.screenshot(path=str(artifacts / "browser-portrait.png"), full_page=True)
     finally:
         context.close()
