@@ -13,13 +13,13 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 FERPLUS ?= ../shared/data/ferplus
-RUN ?= runs/ferplus-r34-64
-EPOCHS ?= 24
+RUN ?= runs/r34-64-la
+EPOCHS ?= 18
 MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test dev lint train export calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
+.PHONY: run test dev lint train export balance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -96,8 +96,22 @@ train: $(VENV)/.dev
 		--run $(RUN) --epochs $(EPOCHS) --resume
 	$(MAKE) export eval
 
+# From the training run when it is here, else from the committed float16 weights beside the
+# model (a fresh clone). PRIOR_WEIGHT trades mean per-class recall (0) for accuracy (1).
 export: $(VENV)/.dev
-	$(PY) -m training.export --run $(RUN) --out $(MODEL)
+	$(PY) -m training.export $(if $(wildcard $(RUN)/final.pth),--run $(RUN),--weights \
+		$(MODEL:.onnx=.pth)) --out $(MODEL) $(if $(PRIOR_WEIGHT),--prior-weight $(PRIOR_WEIGHT))
+
+# Accuracy and mean per-class recall for a range of prior weights (which PRIOR_WEIGHT to ship).
+balance: $(VENV)/.dev
+	$(PY) -m training.balance --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+
+# Fine-tune the shipped model on your own faces: DATA=<root>/<class>/*.jpg, OUT=new model.
+OUT ?= models/finetuned.onnx
+finetune: $(VENV)/.dev
+	$(if $(DATA),,$(error usage: make finetune DATA=<folder per class> [OUT=$(OUT)]))
+	$(PY) -m training.finetune --data $(DATA) --out $(OUT) --weights $(MODEL:.onnx=.pth) \
+		$(FINETUNE_ARGS)
 
 # The temperature that makes confidence match accuracy, fitted on Valid, into the card.
 calibrate: $(VENV)/.dev

@@ -64,6 +64,12 @@ class Face:
         return v / v.sum()
 
 
+def class_prior(faces: list[Face]) -> list[float]:
+    """The mean target: how often each class is what the annotators saw (never exactly 0)."""
+    mean = np.mean([f.target for f in faces], axis=0) + 1e-4
+    return (mean / mean.sum()).round(6).tolist()
+
+
 def majority_label(raw_votes: list[int]) -> int | None:
     """The FER+ reference protocol on one row of 10 votes (label.csv order).
 

@@ -4,11 +4,14 @@ its card.
     python -m training.evaluate --model models/emotion.onnx --valid DIR [--run runs/NAME]
 
 Measures, on the majority-vote faces of DIR (FER+ protocol; or a class-folder layout):
-accuracy, per-class recall, expected calibration error (15 bins, with the card's temperature
-and without), a confusion-matrix PNG, and accuracy on the same faces upscaled to 144x144 RGB
-JPEG (how a webcam crop arrives).
-With --run, also the parity of the ONNX file + serving preprocessing against the fastai
-pipeline + PyTorch weights of that run.
+accuracy, mean per-class recall and every class's recall, expected calibration error (15
+bins, with the card's temperature and without), a row-normalised confusion-matrix PNG, and
+the same on two live-like conditions: the faces upscaled to 144x144 RGB JPEG (how a webcam
+crop arrives) and re-framed by a fixed, seeded detector-box jitter (scale +-15%, shift +-10%,
+rotation +-10 deg; training.augment.jittered_frames).
+Also the parity of the ONNX file + serving preprocessing against the fastai pipeline +
+PyTorch weights: the float16 weights committed beside the model (models/emotion.pth), or with
+--run, that run's final weights.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from PIL import Image
 from emotion.decode import decode_image
 from emotion.model import EmotionModel, softmax
 from training import data, metrics
+from training.augment import jittered_frames, reframe
 
 log = logging.getLogger("training")
 BATCH = 256
@@ -38,16 +42,21 @@ def labelled_faces(valid_dir: Path) -> tuple[list[data.Face], np.ndarray]:
     return [f for f, _ in kept], np.array([lab for _, lab in kept])
 
 
-def file_logits(model: EmotionModel, paths: list[Path], webcam: bool = False) -> np.ndarray:
-    """Through the service's own decoder; webcam=True re-encodes as a 144 px RGB JPEG first."""
+def file_logits(
+    model: EmotionModel, paths: list[Path], webcam: bool = False, jitter: bool = False
+) -> np.ndarray:
+    """Through the service's own decoder; webcam=True re-encodes as a 144 px RGB JPEG first;
+    jitter=True re-frames face i by the i-th of the fixed seeded frames."""
+    frames = jittered_frames(len(paths)) if jitter else None
     out = []
     for start in range(0, len(paths), BATCH):
         images = []
-        for path in paths[start : start + BATCH]:
+        for i, path in enumerate(paths[start : start + BATCH], start=start):
             raw = path.read_bytes()
             if webcam:
                 raw = as_webcam_jpeg(raw)
-            images.append(decode_image(raw, max_pixels=16_000_000, min_side=8))
+            image = decode_image(raw, max_pixels=16_000_000, min_side=8)
+            images.append(reframe(image, frames[i]) if frames else image)
         out.append(model.logits(images))
     return np.concatenate(out)
 
@@ -67,34 +76,43 @@ def plot_confusion(matrix: np.ndarray, classes: tuple[str, ...], path: Path, tit
     import matplotlib.pyplot as plt
 
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    totals = matrix.sum(axis=1)
+    fig, ax = plt.subplots(figsize=(8, 6.8), dpi=110)
     shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    ax.set_yticks(
+        range(len(classes)), [f"{c} (n={n})" for c, n in zip(classes, totals, strict=True)]
+    )
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true (majority vote)")
+    ax.set_ylabel("true (majority vote); diagonal = recall")
     ax.set_title(title)
     for i in range(len(classes)):
         for j in range(len(classes)):
             colour = "white" if rates[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", fontsize=8, color=colour)
-    fig.colorbar(shown, ax=ax, label="row share")
+            text = f"{rates[i, j]:.0%}" if matrix[i, j] else "."
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    fig.colorbar(shown, ax=ax, label="share of the true class (row-normalised)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def fastai_parity(run: Path, model: EmotionModel, faces: list[data.Face]) -> dict[str, float]:
-    """fastai pipeline + PyTorch weights vs serving preprocessing + ONNX, same files."""
+def fastai_parity(
+    weights: Path, model: EmotionModel, faces: list[data.Face]
+) -> dict[str, float | str]:
+    """fastai pipeline + PyTorch weights vs serving preprocessing + ONNX, same files.
+
+    `weights` is a shipped float16 state dict (.pth) or a training run folder."""
     import torch
 
-    from training.export import load_weights
-    from training.model import FlipAverage
+    from training.export import exported_graph, load_shipped, load_weights, prior_offset
     from training.pipeline import inference_batch
 
-    net = load_weights(run, None)
-    if model.card.details.get("flip_tta"):
-        net = FlipAverage(net)
+    net = load_weights(weights, None) if weights.is_dir() else load_shipped(weights)
+    adjustment = model.card.details.get("logit_adjustment") or {}
+    weight = adjustment.get("prior_weight", 0.0)
+    offset = prior_offset(adjustment["prior"], weight) if weight else None
+    net = exported_graph(net, bool(model.card.details.get("flip_tta")), offset)
     probs_fastai = []
     with torch.no_grad():
         for start in range(0, len(faces), BATCH):
@@ -106,6 +124,7 @@ def fastai_parity(run: Path, model: EmotionModel, faces: list[data.Face]) -> dic
         "top1_agreement": float((reference.argmax(1) == served.argmax(1)).mean()),
         "max_abs_prob_diff": float(np.abs(reference - served).max()),
         "images": len(faces),
+        "weights": str(weights),
     }
 
 
@@ -120,6 +139,7 @@ def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | N
     seconds = time.time() - started
     probs = model.probabilities(logits)
     webcam_probs = model.probabilities(file_logits(model, paths, webcam=True))
+    jitter_probs = model.probabilities(file_logits(model, paths, jitter=True))
     matrix = metrics.confusion(probs, truth, len(classes))
     recalls = metrics.recall_per_class(matrix)
     result = {
@@ -128,6 +148,7 @@ def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | N
         "half of the rest, unknown/NF/ties left out",
         "faces": len(paths),
         "accuracy": round(metrics.accuracy(probs, truth), 4),
+        "mean_recall": round(metrics.mean_recall(matrix), 4),
         "recall": {c: round(float(r), 4) for c, r in zip(classes, recalls, strict=True)},
         "temperature": model.card.temperature,
         "ece_15_bins": round(metrics.expected_calibration_error(probs, truth, 15), 4),
@@ -143,15 +164,40 @@ def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | N
         "webcam_144_rgb_jpeg_ece_15_bins": round(
             metrics.expected_calibration_error(webcam_probs, truth, 15), 4
         ),
+        "webcam_144_rgb_jpeg_mean_recall": round(
+            metrics.mean_recall(metrics.confusion(webcam_probs, truth, len(classes))), 4
+        ),
+        "jittered_crop_accuracy": round(metrics.accuracy(jitter_probs, truth), 4),
+        "jittered_crop_mean_recall": round(
+            metrics.mean_recall(metrics.confusion(jitter_probs, truth, len(classes))), 4
+        ),
+        "jittered_crop_recipe": "training.augment.jittered_frames(seed=2026): scale 0.85-1.15, "
+        "shift +-10% of the side, rotation +-10 deg, edge fill",
         "confusion_matrix": {"rows_true_cols_predicted": classes, "counts": matrix.tolist()},
         "ms_per_face_batched": round(seconds * 1000 / len(paths), 3),
     }
-    if run:
-        result["parity_vs_fastai"] = fastai_parity(run, model, faces)
+    shipped = model_path.with_suffix(".pth")
+    if run or shipped.is_file():
+        result["parity_vs_fastai"] = fastai_parity(run or shipped, model, faces)
     if plot:
-        title = f"{model.card.label}: {result['accuracy']:.1%} on {len(paths)} faces"
+        title = (
+            f"{model.card.label}: accuracy {result['accuracy']:.1%}, "
+            f"mean recall {result['mean_recall']:.1%} ({len(paths)} faces)"
+        )
         plot_confusion(matrix, classes, plot, title)
     return result
+
+
+def headline(result: dict) -> str:
+    """The figures people should read first, balanced ones beside accuracy."""
+    lines = [
+        f"accuracy {result['accuracy']:.2%}   mean per-class recall {result['mean_recall']:.2%}"
+        f"   ECE {result['ece_15_bins']:.3f}",
+        f"webcam 144 px JPEG: {result['webcam_144_rgb_jpeg_accuracy']:.2%}   jittered crops: "
+        f"{result['jittered_crop_accuracy']:.2%}",
+        "recall: " + ", ".join(f"{c} {r:.1%}" for c, r in result["recall"].items()),
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     plot = args.plot or args.model.with_name(args.model.stem + "-confusion.png")
     result = evaluate(args.model, args.valid, args.run, plot)
     print(json.dumps(result, indent=2))
+    print(headline(result))
     if not args.no_card:
         card_path = args.model.with_suffix(".json")
         card = json.loads(card_path.read_text())

@@ -1,20 +1,31 @@
-"""Export a trained run to ONNX (dynamic batch) with its model card beside it.
+"""Export trained weights to ONNX (dynamic batch) with the model card and the weights beside it.
 
 python -m training.export --run runs/NAME [--out models/emotion.onnx] [--checkpoint epoch_N]
+python -m training.export --weights models/emotion.pth [--out models/emotion.onnx]
+
+From a run, it also writes the final weights as a float16 state dict next to the ONNX file
+(models/emotion.pth, committed), so export, calibration, quantization and fine-tuning work on
+a fresh clone. From --weights, the card beside them (same stem, .json) supplies the rest.
+
+The network is trained with a logit-adjusted loss, so its raw logits are class-balanced.
+`--prior-weight b` adds b * log(class prior) to the exported logits: 0 keeps the balanced
+decision rule (best mean per-class recall), 1 restores the training prior (best accuracy).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from emotion.card import ModelCard
-from training.model import FlipAverage, build_model
+from training.model import FlipAverage, LogitOffset, build_model
 
 log = logging.getLogger("training")
 
@@ -42,14 +53,41 @@ INTENDED_USE = {
 
 
 def load_weights(run: Path, checkpoint: str | None) -> torch.nn.Module:
-    model = build_model()
     if checkpoint:
         state = torch.load(run / "models" / f"{checkpoint}.pth", map_location="cpu")
         state = state.get("model", state)  # fastai saves {"model", "opt"} with_opt
     else:
         state = torch.load(run / "final.pth", map_location="cpu")
-    model.load_state_dict(state)
+    return model_from_state(state)
+
+
+def model_from_state(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The network in float32 (shipped weights are float16 to halve the file)."""
+    model = build_model()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
+
+
+def load_shipped(weights: Path) -> torch.nn.Module:
+    return model_from_state(torch.load(weights, map_location="cpu", weights_only=True))
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> dict[str, str | float]:
+    """Float16 state dict (about 43 MB for ResNet34): what later steps start from."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(state, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"file": path.name, "dtype": "float16", "sha256": digest,
+            "mb": round(path.stat().st_size / 1e6, 1)}  # fmt: skip
+
+
+def prior_offset(prior: list[float], weight: float) -> list[float]:
+    return (weight * np.log(np.asarray(prior, dtype=np.float64))).tolist()
+
+
+def exported_graph(model: torch.nn.Module, flip_tta: bool, offset: list[float] | None):
+    graph = FlipAverage(model) if flip_tta else model
+    return LogitOffset(graph, offset) if offset and any(offset) else graph
 
 
 def export_onnx(model: torch.nn.Module, size: int, out: Path) -> None:
@@ -66,7 +104,7 @@ def export_onnx(model: torch.nn.Module, size: int, out: Path) -> None:
     )
 
 
-def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
+def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: float) -> ModelCard:
     config = json.loads((run / "config.json").read_text())
     base = ModelCard(**{**config["card"], "classes": tuple(config["card"]["classes"])})
     timing = run / "timing.json"
@@ -76,6 +114,7 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
         "architecture": "fastai vision_learner(resnet34, pretrained=False, n_in=1), from scratch",
         "outputs": "logits in the order of classes; probabilities = softmax(logits / temperature)",
         "flip_tta": flip_tta,
+        "logit_adjustment": logit_adjustment(config, prior_weight),
         "data": {
             "train": args["train"],
             "valid": args["valid"],
@@ -89,8 +128,9 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
             "weight_decay": args["wd"],
             "schedule": "fastai fit_one_cycle, AdamW, bfloat16 autocast",
             "hardware": config.get("hardware", "CPU"),
-            "augmentation": "flip, rotate 12, zoom 1.15, warp 0.1, lighting 0.35, "
-            "random erasing 0.3",
+            "augmentation": AUGMENTATION
+            if not args.get("no_live_aug", True)
+            else "flip, rotate 12, zoom 1.15, warp 0.1, lighting 0.35, random erasing 0.3",
             "seed": args["seed"],
             "checkpoint": checkpoint or "final",
         },
@@ -101,21 +141,78 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool) -> ModelCard:
     return ModelCard(**{**base.__dict__, "details": details})
 
 
+AUGMENTATION = (
+    "detector-box jitter (scale +-15%, shift +-10% of the side, rotation +-15 deg, edge "
+    "fill; p 0.8), blur (p 0.3), gamma 0.6-1.6 (p 0.4), JPEG q30-90 (p 0.3), occluding patch "
+    "(p 0.2); then flip, rotate 8, zoom 1.1, warp 0.1, lighting 0.35, random erasing 0.3"
+)
+
+
+def logit_adjustment(config: dict, prior_weight: float) -> dict:
+    tau = config["args"].get("tau", 0.0)
+    return {
+        "train_tau": tau,
+        "prior_weight": prior_weight,
+        "prior": config.get("prior"),
+        "rule": "training loss on logits + tau*log(prior); exported logits = network logits "
+        "+ prior_weight*log(prior)",
+    }
+
+
+def carried_over(card_path: Path) -> dict:
+    """Blocks other steps own (the detector's framing, licences) survive a re-export."""
+    if not card_path.is_file():
+        return {}
+    old = json.loads(card_path.read_text())
+    return {k: old[k] for k in CARRIED if k in old}
+
+
+CARRIED = ("framing", "licence", "sources")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--run", type=Path, required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a training run folder")
+    source.add_argument("--weights", type=Path, help="a shipped float16 state dict (+ its .json)")
     p.add_argument("--out", type=Path, default=Path("models/emotion.onnx"))
     p.add_argument("--checkpoint", help="e.g. epoch_11 (default: the run's final weights)")
     p.add_argument("--no-flip-tta", action="store_true", help="do not bake mirror averaging in")
+    p.add_argument(
+        "--prior-weight",
+        type=float,
+        default=None,
+        help="b in logits + b*log(prior) (default 0, or the card's with --weights)",
+    )
     args = p.parse_args(argv)
 
-    model = load_weights(args.run, args.checkpoint)
     flip_tta = not args.no_flip_tta
-    card = run_card(args.run, args.checkpoint, flip_tta)
+    card_path = args.out.with_suffix(".json")
+    kept = carried_over(card_path)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(FlipAverage(model) if flip_tta else model, card.input_size, args.out)
-    card.write(args.out.with_suffix(".json"))
+    if args.run:
+        weight = args.prior_weight or 0.0
+        card = run_card(args.run, args.checkpoint, flip_tta, weight)
+        weights = args.out.with_suffix(".pth")
+        card.details["weights"] = save_weights(load_weights(args.run, args.checkpoint), weights)
+        model = load_shipped(weights)  # the ONNX file is exactly what the weights file holds
+    else:
+        model = load_shipped(args.weights)
+        card = ModelCard.read(args.weights.with_suffix(".json"))
+        adjustment = dict(card.details.get("logit_adjustment") or {})
+        if args.prior_weight is not None:
+            adjustment["prior_weight"] = args.prior_weight
+        weight = adjustment.get("prior_weight", 0.0)
+        card.details.update(flip_tta=flip_tta, logit_adjustment=adjustment)
+        card.details["exported"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if args.weights.resolve() != args.out.with_suffix(".pth").resolve():
+            card.details["weights"] = save_weights(model, args.out.with_suffix(".pth"))
+    prior = card.details.get("logit_adjustment", {}).get("prior")
+    offset = prior_offset(prior, weight) if prior and weight else None
+    export_onnx(exported_graph(model, flip_tta, offset), card.input_size, args.out)
+    card.details.update(kept)
+    card.write(card_path)
     log.info("exported %s (%.1f MB) and its card", args.out, args.out.stat().st_size / 1e6)
 
 

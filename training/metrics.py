@@ -21,6 +21,12 @@ def recall_per_class(matrix: np.ndarray) -> np.ndarray:
     return np.divide(np.diag(matrix), totals, out=np.zeros(len(matrix)), where=totals > 0)
 
 
+def mean_recall(matrix: np.ndarray) -> float:
+    """Balanced accuracy: the mean of the per-class recalls over classes that have faces."""
+    present = matrix.sum(axis=1) > 0
+    return float(recall_per_class(matrix)[present].mean())
+
+
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict]:
     """Per equal-width confidence bin: faces, mean top-1 confidence, top-1 accuracy."""
     confidence = probs.max(axis=1)

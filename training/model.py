@@ -19,10 +19,23 @@ def build_model() -> nn.Module:
 
 
 class SoftTargetCrossEntropy(nn.Module):
-    """Cross-entropy against a probability vector (the FER+ vote distribution)."""
+    """Cross-entropy against a probability vector (the FER+ vote distribution).
+
+    With `prior` and `tau` > 0 it is the logit-adjusted loss (Menon et al., 2021): the loss
+    sees logits + tau * log(prior), so the network's own logits learn the class-balanced
+    posterior and rare classes (Contempt, Disgust) are not drowned by Neutral and Happiness.
+    """
+
+    def __init__(self, prior: list[float] | None = None, tau: float = 0.0):
+        super().__init__()
+        offset = torch.zeros(len(CLASSES))
+        if prior is not None and tau:
+            offset = tau * torch.log(torch.as_tensor(prior, dtype=torch.float32))
+        self.register_buffer("offset", offset)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        adjusted = logits + self.offset.to(logits.device)
+        return -(target * F.log_softmax(adjusted, dim=1)).sum(dim=1).mean()
 
     # fastai's get_preds/predict use these to turn logits into probabilities and labels.
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
@@ -48,3 +61,15 @@ class FlipAverage(nn.Module):
         both = self.model(torch.cat([x, torch.flip(x, dims=[3])]))
         plain, mirrored = both.chunk(2)
         return (plain + mirrored) / 2
+
+
+class LogitOffset(nn.Module):
+    """Adds a fixed per-class offset to the logits (beta * log prior, chosen at export)."""
+
+    def __init__(self, model: nn.Module, offset: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("offset", torch.as_tensor(offset, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + self.offset

@@ -17,6 +17,7 @@ from fastai.vision.all import (
 )
 
 from emotion.card import ModelCard
+from training.augment import LiveCropAugment
 from training.data import Face
 
 
@@ -43,19 +44,23 @@ def _check_card(card: ModelCard) -> None:
         raise ValueError("the fastai pipeline here is grayscale with bilinear resizing")
 
 
-def item_transforms(card: ModelCard) -> list:
+def item_transforms(card: ModelCard, live_aug: bool = False, seed: int | None = None) -> list:
     _check_card(card)
-    # Resize's default resample is bilinear, matching card.resize.
-    return [Resize(card.input_size, method=ResizeMethod.Crop)]
+    # Resize's default resample is bilinear, matching card.resize. LiveCropAugment runs on
+    # the training split only.
+    resize = Resize(card.input_size, method=ResizeMethod.Crop)
+    return [LiveCropAugment(seed=seed), resize] if live_aug else [resize]
 
 
 def batch_transforms(card: ModelCard) -> list:
     # The random ones run on the training split only; validation gets scaling + Normalize.
     norm = Normalize.from_stats(torch.tensor([card.mean]), torch.tensor([card.std]))
+    # Box framing (scale, shift, rotation) is LiveCropAugment's; this adds flips, a little
+    # zoom and warp, and brightness/contrast.
     geometry_and_light = aug_transforms(
         do_flip=True,
-        max_rotate=12.0,
-        max_zoom=1.15,
+        max_rotate=8.0,
+        max_zoom=1.1,
         max_warp=0.1,
         max_lighting=0.35,
         p_affine=0.8,
@@ -65,14 +70,20 @@ def batch_transforms(card: ModelCard) -> list:
 
 
 def dataloaders(
-    train: list[Face], valid: list[Face], card: ModelCard, bs: int, seed: int, workers: int = 0
+    train: list[Face],
+    valid: list[Face],
+    card: ModelCard,
+    bs: int,
+    seed: int,
+    workers: int = 0,
+    live_aug: bool = False,
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
     dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [FaceTarget(faces)]], splits=splits)
     return dsets.dataloaders(
         bs=bs,
-        after_item=[*item_transforms(card), ToTensor()],
+        after_item=[*item_transforms(card, live_aug, seed), ToTensor()],
         after_batch=batch_transforms(card),
         num_workers=workers,  # 0 on two cores (workers only add copying); more on a GPU box
         seed=seed,

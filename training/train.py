@@ -62,6 +62,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mean", type=float, default=0.5, help="pixel mean after /255")
     p.add_argument("--std", type=float, default=0.25, help="pixel std after /255")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=1.0,
+        help="logit adjustment: loss on logits + tau*log(class prior); 0 = plain",
+    )
+    p.add_argument(
+        "--no-live-aug",
+        action="store_true",
+        help="leave out detector-box jitter, blur, JPEG, gamma and occlusion",
+    )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -139,13 +150,23 @@ def main(argv: list[str] | None = None) -> None:
     config_path = run / "config.json"
     if args.resume and config_path.is_file():
         saved = json.loads(config_path.read_text())["args"]
-        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed"):
-            setattr(args, key, saved[key])  # a resumed schedule must not change shape
+        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau"):
+            setattr(args, key, saved.get(key, 0.0))  # a resumed schedule must not change shape
     card = training_card(args)
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
 
-    dls = pipeline.dataloaders(train, valid, card, bs=args.bs, seed=args.seed, workers=args.workers)
+    prior = data.class_prior(train)
+    log.info("class prior: %s", dict(zip(CLASSES, np.round(prior, 4).tolist(), strict=True)))
+    dls = pipeline.dataloaders(
+        train,
+        valid,
+        card,
+        bs=args.bs,
+        seed=args.seed,
+        workers=args.workers,
+        live_aug=not args.no_live_aug,
+    )
     learn: Learner = vision_learner(
         dls,
         resnet34,
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         n_in=1,
         n_out=len(CLASSES),
         normalize=False,  # pipeline.batch_transforms normalises with the card's stats
-        loss_func=SoftTargetCrossEntropy(),
+        loss_func=SoftTargetCrossEntropy(prior, args.tau),
         metrics=[soft_accuracy],
         wd=args.wd,
         path=run,
@@ -174,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "command": f"python -m training.train {command}",
             "hardware": hardware(),
+            "prior": prior,
             "card": json.loads(json.dumps(card.__dict__, default=list)),
         }
         config_path.write_text(json.dumps(config, indent=2) + "\n")

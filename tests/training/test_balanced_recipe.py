@@ -1,0 +1,188 @@
+"""The balanced recipe: logit adjustment, live-crop augmentation, weights kept beside the ONNX
+file, re-export from them, and fine-tuning on a folder of faces, end to end on generated
+faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from emotion.card import CLASSES, ModelCard
+from face_images import drawn_face
+from training import data, export, finetune, metrics, train
+from training.augment import Frame, jittered_frames, reframe
+from training.model import SoftTargetCrossEntropy
+
+
+@pytest.fixture(scope="module")
+def faces_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(3)
+    for folder, smile, count in (("happy", True, 30), ("sad", False, 12)):
+        (root / folder).mkdir()
+        for i in range(count):
+            drawn_face(rng, smile, 48, "L").save(root / folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shipped(faces_root, tmp_path_factory) -> Path:
+    """A tiny trained and exported model standing in for models/emotion.{onnx,pth,json}."""
+    run = tmp_path_factory.mktemp("run")
+    train.main(["--train", str(faces_root), "--run", str(run), "--epochs", "1", "--bs", "16",
+                "--size", "48", "--valid-pct", "0.25", "--threads", "1"])  # fmt: skip
+    out = tmp_path_factory.mktemp("models") / "emotion.onnx"
+    export.main(["--run", str(run), "--out", str(out), "--prior-weight", "0.5"])
+    return out
+
+
+def logits_of(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def test_class_prior_is_the_mean_vote_share_and_never_zero():
+    faces = [
+        data.Face(Path("a"), (3, 1, 0, 0, 0, 0, 0, 0)),
+        data.Face(Path("b"), (0, 1, 0, 0, 0, 0, 0, 0)),
+    ]
+    prior = data.class_prior(faces)
+    assert prior[0] == pytest.approx(0.375, abs=1e-3) and prior[1] == pytest.approx(0.625, abs=1e-3)
+    assert min(prior) > 0 and sum(prior) == pytest.approx(1, abs=1e-5)
+
+
+def test_logit_adjusted_loss_favours_rare_classes():
+    prior = [0.9, 0.1] + [1e-6] * 6
+    plain, adjusted = SoftTargetCrossEntropy(), SoftTargetCrossEntropy(prior, tau=1.0)
+    logits = torch.zeros(1, 8)
+    rare = torch.tensor([[0.0, 1.0, 0, 0, 0, 0, 0, 0]])
+    common = torch.tensor([[1.0, 0.0, 0, 0, 0, 0, 0, 0]])
+    # Equal logits: the adjusted loss already credits the common class (its prior does it),
+    # so a rare-class target costs more, which pushes the rare logit up during training.
+    assert plain(logits, rare) == pytest.approx(plain(logits, common).item())
+    assert adjusted(logits, rare) > adjusted(logits, common) + 2
+    assert SoftTargetCrossEntropy(prior, tau=0.0)(logits, rare) == pytest.approx(
+        plain(logits, rare).item()
+    )
+
+
+def test_mean_recall_on_a_hand_computed_matrix():
+    matrix = np.array([[8, 2, 0], [1, 1, 0], [0, 0, 0]])  # third class has no faces
+    assert metrics.mean_recall(matrix) == pytest.approx((0.8 + 0.5) / 2)
+
+
+def test_reframe_identity_shift_and_scale():
+    ramp = Image.fromarray(np.tile(np.arange(0, 240, 5, dtype=np.uint8), (48, 1)))  # x gradient
+    assert np.array_equal(np.asarray(reframe(ramp, Frame(1, 0, 0, 0))), np.asarray(ramp))
+    right = np.asarray(reframe(ramp, Frame(1, 0.1, 0, 0)), dtype=float)
+    assert right[24, 24] > np.asarray(ramp, dtype=float)[24, 24] + 15  # the box moved right
+    wide = np.asarray(reframe(ramp, Frame(1.15, 0, 0, 0)), dtype=float)
+    assert wide[24, 0] == 0 and wide[24, 47] == 235  # edge-filled context, same size
+    assert reframe(ramp.convert("RGB"), Frame(0.9, 0, 0.05, 8)).size == (48, 48)
+
+
+def test_jittered_frames_are_fixed_by_their_seed_and_within_bounds():
+    a, b = jittered_frames(200), jittered_frames(200)
+    assert a == b and a != jittered_frames(200, seed=1)
+    assert all(0.85 <= f.scale <= 1.15 and abs(f.dx) <= 0.1 and abs(f.angle) <= 10 for f in a)
+
+
+def test_live_crop_augment_changes_training_faces_only():
+    from training.augment import LiveCropAugment
+
+    aug = LiveCropAugment(p_frame=1.0, seed=0)
+    face = drawn_face(np.random.default_rng(0), True, 48, "L")
+    from fastai.vision.all import PILImageBW
+
+    image = PILImageBW.create(np.asarray(face))
+    changed = [
+        not np.array_equal(np.asarray(aug(image, split_idx=0)), np.asarray(face)) for _ in range(5)
+    ]
+    assert all(changed)
+    assert np.array_equal(np.asarray(aug(image, split_idx=1)), np.asarray(face))  # valid: as is
+
+
+def test_export_keeps_float16_weights_and_bakes_the_prior_offset(shipped):
+    card = ModelCard.read(shipped.with_suffix(".json"))
+    adjustment = card.details["logit_adjustment"]
+    assert adjustment["train_tau"] == 1.0 and adjustment["prior_weight"] == 0.5
+    weights = shipped.with_suffix(".pth")
+    assert card.details["weights"]["file"] == weights.name
+    state = torch.load(weights, weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+
+    x = np.random.default_rng(0).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    net = export.exported_graph(export.load_shipped(weights), True, None)
+    with torch.no_grad():
+        bare = net(torch.from_numpy(x)).numpy()
+    expected = bare + 0.5 * np.log(np.asarray(adjustment["prior"]))
+    assert np.abs(logits_of(shipped, x) - expected).max() < 1e-3
+
+
+def test_re_export_from_the_shipped_weights_gives_the_same_model(shipped, tmp_path):
+    out = tmp_path / "again.onnx"
+    export.main(["--weights", str(shipped.with_suffix(".pth")), "--out", str(out)])
+    x = np.random.default_rng(1).normal(size=(2, 1, 48, 48)).astype(np.float32)
+    assert np.abs(logits_of(out, x) - logits_of(shipped, x)).max() < 1e-4
+    assert (
+        json.loads(out.with_suffix(".json").read_text())["logit_adjustment"]["prior_weight"] == 0.5
+    )
+
+
+def test_finetune_writes_a_new_model_and_reports_before_and_after(
+    shipped, faces_root, tmp_path, capsys
+):
+    out = tmp_path / "mine.onnx"
+    finetune.main(["--data", str(faces_root), "--out", str(out), "--weights",
+                   str(shipped.with_suffix(".pth")), "--epochs", "1", "--bs", "8", "--threads", "1"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "before" in printed and "Happiness" in printed and "Sadness" in printed
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert result["after"]["faces"] == 9  # 20% of 30 + 20% of 12, held out per class
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["fine_tuned"]["held_out"]["after"] == result["after"]
+    assert card["classes"] == list(CLASSES) and out.with_suffix(".pth").is_file()
+    assert card["version"].endswith("-ft")
+    # the starting model is untouched, and --out never silently replaces a model
+    assert json.loads(shipped.with_suffix(".json").read_text())["version"] != card["version"]
+    with pytest.raises(SystemExit, match="exists"):
+        finetune.main(
+            [
+                "--data",
+                str(faces_root),
+                "--out",
+                str(out),
+                "--weights",
+                str(shipped.with_suffix(".pth")),
+            ]
+        )
+
+
+def test_finetune_names_a_folder_outside_the_eight_classes(shipped, tmp_path):
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "bored").mkdir()
+    drawn_face(np.random.default_rng(0), True, 48, "L").save(tmp_path / "happy" / "a.png")
+    with pytest.raises(SystemExit, match=r"bored.*not one of the classes"):
+        finetune.main(["--data", str(tmp_path), "--out", str(tmp_path / "x.onnx"), "--weights",
+                       str(shipped.with_suffix(".pth"))])  # fmt: skip
+
+
+def test_balance_picks_the_best_mean_recall_that_keeps_accuracy():
+    from training import balance
+
+    rows = [{"prior_weight": 0.0, "accuracy": 0.80, "mean_recall": 0.78},
+            {"prior_weight": 0.3, "accuracy": 0.836, "mean_recall": 0.75},
+            {"prior_weight": 0.6, "accuracy": 0.85, "mean_recall": 0.70}]  # fmt: skip
+    assert balance.pick(rows) == 0.3
+    assert balance.pick(rows, floor=0.9) == 0.6  # nothing keeps the floor: best accuracy
+    labels = np.array([0, 0, 0, 1])
+    logits = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    log_prior = np.log([0.75, 0.25])
+    assert balance.scores(logits, labels, log_prior, 0.0)["accuracy"] == 0.5
+    assert balance.scores(logits, labels, log_prior, 1.0)["accuracy"] == 0.75  # prior flips two
