@@ -136,7 +136,7 @@ class Config:
     # reservation fails there. The stage throttle bounds concurrency instead (README).
     reserved_concurrency: int | None = None
     log_retention_days: int = 14
-    concurrent_viewers: int = 25  # live pages the stack is sized for
+    concurrent_viewers: int = 10  # live pages; 10 x 20/s x D fits a quota of 10 (README)
     throttle_rate_limit: int | None = None  # steady requests/s, whole stage; None: derived
     throttle_burst_limit: int | None = None  # bucket size for bursts; None: 2 x rate
     per_client_limit: int | None = None  # WAF: requests per client IP per minute; None: derived

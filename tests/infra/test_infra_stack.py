@@ -174,7 +174,7 @@ def test_api_sends_every_method_of_its_three_paths_to_the_function(default):
 
 
 def test_stage_throttling_and_access_logs(default, dev):
-    # Default: 25 viewers x the page's cap (site/js/rate.js, 8/s) = 200/s, burst twice that.
+    # Default: 10 viewers x the page's cap (site/js/rate.js, 20/s) = 200/s, burst twice that.
     for t, rate, burst in ((default[0], 200, 400), (dev[0], 5, 7)):
         t.has_resource_properties(
             "AWS::ApiGatewayV2::Stage",
