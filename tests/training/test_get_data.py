@@ -125,7 +125,7 @@ def test_the_commands_the_readme_names_answer_help(module):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "function"), str(root)])}
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+        cwd=root, env=env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage:") and "--help" in done.stdout
