@@ -61,12 +61,6 @@ class Check:
         return found
 
 
-def mean_recall(matrix: np.ndarray) -> float:
-    """The mean of the per-class recalls, over the classes that have faces."""
-    present = matrix.sum(axis=1) > 0
-    return float(metrics.recall_per_class(matrix)[present].mean())
-
-
 def measure(model: EmotionModel, valid_dir: Path) -> dict:
     """The checked figures, recomputed from the images."""
     classes = model.card.classes
@@ -77,7 +71,7 @@ def measure(model: EmotionModel, valid_dir: Path) -> dict:
     return {
         "faces": len(faces),
         "accuracy": metrics.accuracy(probs, truth),
-        "mean_recall": mean_recall(matrix),
+        "mean_recall": metrics.mean_recall(matrix),
         "recall": {c: float(r) for c, r in zip(classes, recalls, strict=True)},
         "ece_15_bins": metrics.expected_calibration_error(probs, truth, BINS),
     }

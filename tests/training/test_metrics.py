@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import metrics, verify
+from training import metrics
 
 
 def one_hot(predicted: list[int], n_classes: int, confidence: float = 0.9) -> np.ndarray:
@@ -52,9 +52,9 @@ def test_recall_of_a_class_without_faces_is_zero_not_nan():
 
 
 def test_mean_recall_averages_the_classes_that_have_faces():
-    assert verify.mean_recall(MATRIX) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert metrics.mean_recall(MATRIX) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
     no_faces_in_1 = np.array([[3, 1, 0], [0, 0, 0], [1, 0, 1]])
-    assert verify.mean_recall(no_faces_in_1) == pytest.approx((3 / 4 + 1 / 2) / 2)
+    assert metrics.mean_recall(no_faces_in_1) == pytest.approx((3 / 4 + 1 / 2) / 2)
 
 
 def test_accuracy_is_the_trace_over_all_faces():
