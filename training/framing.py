@@ -116,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict:
         boxes.append(best_match(detector.detect(photo, max_side=640), truth))
         crop = page_crop(photo, truth)
         crops.append(crop)
-        refined.append(detector.detect(crop, max_side=args.crop_side, upscale=True))
+        refined.append(detector.find_in_crop(crop, args.crop_side))
     detect_s = time.perf_counter() - started
 
     def accuracy(pred: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -153,13 +153,12 @@ def measure(args: argparse.Namespace) -> dict:
     # The /face path with the best framing: the page's crop, refined where a face is found.
     framing = Framing(margin=best["margin"], square=best["square"], shift_y=best["shift_y"])
     on_crop = [
-        refine_crop(crop, found_in[0] if found_in else None, framing)
-        for crop, found_in in zip(crops, refined, strict=True)
+        refine_crop(crop, found_in, framing) for crop, found_in in zip(crops, refined, strict=True)
     ]
     result["face_route"] = {
         "crop": "page crop: true square + 25% margin each side, 96 px grayscale",
         "detector_side": args.crop_side,
-        "found": round(float(np.mean([bool(r) for r in refined])), 4),
+        "found": round(float(np.mean([r is not None for r in refined])), 4),
         "whole_crop_accuracy": accuracy(predict(model, crops)),
         "refined_accuracy": accuracy(predict(model, on_crop)),
     }

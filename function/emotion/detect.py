@@ -21,6 +21,7 @@ from PIL import Image
 
 from emotion.errors import ModelFileError
 
+CROP_SIDE = 160  # /face's check: measured 99% of page crops found at 160 px, 83% at 96
 DEFAULT_THRESHOLD = 0.5  # measured: 0.5 finds turned and dark faces with no false box
 NMS_IOU = 0.4
 _GRID = 32  # the network's coarsest stride: inputs are padded to a multiple of it
@@ -144,6 +145,12 @@ class FaceDetector:
         found = [face for face in found if face.side >= min_size]
         return sorted(found, key=lambda f: f.width * f.height, reverse=True)
 
+    def find_in_crop(self, crop: Image.Image, side: int = CROP_SIDE) -> Detection | None:
+        """/face's check: the largest face in a client's crop of one face, or None. The crop
+        is scaled to `side` (up or down) first; the box is in the crop's pixels."""
+        found = self.detect(crop, max_side=side, upscale=True)
+        return found[0] if found else None
+
     def _input(self, image: Image.Image) -> np.ndarray:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
         bgr = rgb[:, :, ::-1] - np.asarray(self.card.mean_bgr, dtype=np.float32)
@@ -252,11 +259,21 @@ def default_model_path() -> Path:
     return here.parents[1] / "models" / "face-detector.onnx"
 
 
-def detect_faces(image: Image.Image, **options) -> list[Detection]:
-    """The shipped detector as a plain function (tests, tools): faces in `image`, largest
-    first, boxes in its pixels. Options as for `FaceDetector.detect`."""
+def shipped_detector() -> FaceDetector:
     global _DEFAULT
     if _DEFAULT is None:
         path = Path(os.environ.get("EMOTION_DETECTOR", default_model_path()))
         _DEFAULT = FaceDetector(path, threads=int(os.environ.get("EMOTION_THREADS", 0)))
-    return _DEFAULT.detect(image, **options)
+    return _DEFAULT
+
+
+def detect_faces(image: Image.Image, **options) -> list[Detection]:
+    """The shipped detector as a plain function (tests, tools): faces in `image` (a photo),
+    largest first, boxes in its pixels. Options as for `FaceDetector.detect`."""
+    return shipped_detector().detect(image, **options)
+
+
+def face_in_crop(crop: Image.Image, side: int = CROP_SIDE) -> Detection | None:
+    """Exactly /face's check of a crop: its face, or None (use this on crops the page sends;
+    `detect_faces` on a small crop, without the upscaling, misses more faces)."""
+    return shipped_detector().find_in_crop(crop, side)

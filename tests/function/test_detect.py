@@ -12,7 +12,16 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from emotion.detect import Detection, FaceDetector, anchors, box_iou, decode, detect_faces, suppress
+from emotion.detect import (
+    Detection,
+    FaceDetector,
+    anchors,
+    box_iou,
+    decode,
+    detect_faces,
+    face_in_crop,
+    suppress,
+)
 from emotion.errors import ModelFileError
 from face_scenes import NON_FACE_PHOTOS, Person, compose, group_photo, matches
 
@@ -111,6 +120,15 @@ def test_detect_faces_is_a_plain_function():
     found = detect_faces(Image.fromarray(skdata.astronaut()))
     assert len(found) == 1 and isinstance(found[0], Detection)
     assert detect_faces(Image.fromarray(skdata.coffee())) == []
+
+
+def test_face_in_crop_is_the_face_routes_check():
+    astronaut = Image.fromarray(skdata.astronaut())
+    crop = astronaut.crop((130, 30, 320, 220)).convert("L").resize((96, 96))
+    face = face_in_crop(crop)
+    assert face is not None and face.score > 0.9
+    assert 0 <= face.x < 48 and 30 < face.width < 96  # in the 96 px crop's own pixels
+    assert face_in_crop(Image.fromarray(skdata.coffee()).crop((0, 0, 96, 96))) is None
 
 
 def test_the_model_file_matches_its_card_and_names_its_licence():
