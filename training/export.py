@@ -41,7 +41,10 @@ INTENDED_USE = {
         "reliably.",
         "FER2013 under-represents children, older adults and darker skin tones; accuracy for "
         "them is not measured here and is likely lower.",
-        "Contempt and Disgust have few training faces and the lowest recall (see metrics).",
+        "Contempt and Disgust have the fewest training faces (about 2% of the votes each) "
+        "and the least reliable recall: see every class's recall in metrics.valid.recall. The "
+        "loss is logit-adjusted so rare classes are named, which makes Neutral and Happiness "
+        "slightly less often right than a prior-following model.",
         "Confidence is calibrated (one temperature) on FER+ Valid faces; on faces unlike "
         "FER2013's (other cameras, light, ages) it can be over- or under-confident.",
     ],
