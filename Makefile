@@ -38,7 +38,7 @@ dev: $(VENV)/.dev
 
 # Everything the tests need (training included: the suite trains a tiny model).
 $(VENV)/.dev: requirements-dev.txt function/requirements.txt training/requirements.txt \
-		infra/requirements.txt | $(VENV)/bin/python
+		infra/requirements.txt infra/requirements-smoke.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
@@ -87,7 +87,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(VENV)/.dev $(CDK_VENV)/.installed node_modules/.installed /usr/bin/chromium site lint
+test: $(VENV)/.dev $(CDK_VENV)/.smoke node_modules/.installed /usr/bin/chromium site lint
 	$(PY) -m pytest -q
 
 # --- training ------------------------------------------------------------------------------
@@ -158,9 +158,14 @@ synth: $(CDK_VENV)/.installed node_modules/.installed site
 deploy: $(CDK_VENV)/.installed node_modules/.installed site
 	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy $(CDK_ARGS)
 
-smoke: $(VENV)/.dev
+# make smoke's two extra packages (boto3, Pillow), in the same light venv.
+$(CDK_VENV)/.smoke: infra/requirements-smoke.txt $(CDK_VENV)/.installed
+	$(CDK_VENV)/bin/python -m pip install -q -r infra/requirements-smoke.txt
+	touch $@
+
+smoke: $(CDK_VENV)/.smoke
 	$(if $(STACK),,$(error usage: make smoke STACK=<stack name>))
-	$(PY) -m infra.smoke --stack $(STACK)
+	$(CDK_VENV)/bin/python -m infra.smoke --stack $(STACK)
 
 destroy: $(CDK_VENV)/.installed node_modules/.installed site
 	npx cdk destroy $(CDK_ARGS)

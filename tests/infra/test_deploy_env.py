@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("requirements-dev.txt", "training/requirements", "torch", "fastai", "playwright")
 
 
-def dry_run(target: str) -> str:
+def dry_run(target: str, *args: str) -> str:
     """What `make <target>` would run from a fresh clone (-B: everything out of date)."""
     done = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-B", target],
+        ["make", "--no-print-directory", "-n", "-B", target, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,6 +35,14 @@ def test_deploy_targets_install_only_the_cdk_venv(target):
     for heavy in HEAVY:
         assert heavy not in commands, f"make {target} would install {heavy}"
     assert re.search(rf"npx cdk {target}\b", commands)
+
+
+def test_smoke_runs_in_the_cdk_venv_too():
+    commands = dry_run("smoke", "STACK=Example")
+    assert "-r infra/requirements-smoke.txt" in commands
+    assert ".venv-cdk/bin/python -m infra.smoke --stack Example" in commands
+    for heavy in HEAVY:
+        assert heavy not in commands, f"make smoke would install {heavy}"
 
 
 def test_deploy_builds_without_default_attestations():
