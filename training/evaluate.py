@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.machine import cpu, describe
 from emotion.decode import decode_image
 from emotion.model import EmotionModel, softmax
 from training import data, metrics
@@ -175,6 +176,7 @@ def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | N
         "shift +-10% of the side, rotation +-10 deg, edge fill",
         "confusion_matrix": {"rows_true_cols_predicted": classes, "counts": matrix.tolist()},
         "ms_per_face_batched": round(seconds * 1000 / len(paths), 3),
+        "cpu": describe(cpu()),
     }
     shipped = model_path.with_suffix(".pth")
     if run or shipped.is_file():

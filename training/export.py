@@ -48,6 +48,21 @@ INTENDED_USE = {
         "Confidence is calibrated (one temperature) on FER+ Valid faces; on faces unlike "
         "FER2013's (other cameras, light, ages) it can be over- or under-confident.",
     ],
+    "license": "MIT (weights trained from scratch by this project; see LICENSE); derived "
+    "from FER2013 images, which are for research use only",
+    "data_sources": {
+        "images": {
+            "name": "FER2013",
+            "url": "https://www.kaggle.com/c/challenges-in-representation-learning-facial-"
+            "expression-recognition-challenge",
+            "license": "research use only; photo rights stay with their owners",
+        },
+        "labels": {
+            "name": "FER+",
+            "url": "https://github.com/microsoft/FERPlus",
+            "license": "MIT, Microsoft Corporation",
+        },
+    },
     "not_for": (
         "Never a basis for decisions about a person (hiring, policing, grading, credit, "
         "health, surveillance). Frames are classified in memory and never stored."
