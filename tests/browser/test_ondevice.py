@@ -158,7 +158,7 @@ CLASSIFY_ALL = """async ([images, classes]) => {
 
 
 # About a minute on an idle 2-core machine; 200 WebAssembly inferences can take far longer
-# when the machine is busy (measured: 14 min under a load average of 20).
+# when the machine is busy (over 10 min under a load average of 20).
 @pytest.mark.timeout(1800)
 def test_browser_and_service_agree(page, console, server, compact_service, artifacts):
     card = ModelCard.read(COMPACT.with_suffix(".json"))
