@@ -183,26 +183,36 @@ def main(argv: list[str] | None = None) -> None:
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-    best = result["best"]
     print(json.dumps({k: v for k, v in result.items() if k != "grid"}, indent=2))
     if args.write:
-        card = json.loads(args.write.read_text())
-        card["framing"] = {
-            "margin": best["margin"],
-            "square": best["square"],
-            "shift_y": best["shift_y"],
-            "measured": {
-                "command": "python -m training.framing --valid " + str(args.valid),
-                "faces": result["faces"],
-                "reference_accuracy": result["reference_accuracy"],
-                "detect_crop_accuracy": best["accuracy"],
-                "loss_points": result["loss_points"],
-                "detector_found": result["detector_found"],
-                "face_route": result["face_route"],
-            },
-        }
-        args.write.write_text(json.dumps(card, indent=2) + "\n")
+        write_framing(args.write, result, " ".join(["python -m training.framing", *sys.argv[1:]]))
         print(f"framing written to {args.write}")
+
+
+def write_framing(card_path: Path, result: dict, command: str) -> None:
+    """The best framing into the model card's `framing` block (serving reads it; the export
+    step carries the block over when it rewrites the card)."""
+    best = result["best"]
+    card = json.loads(card_path.read_text())
+    card["framing"] = {
+        "margin": best["margin"],
+        "square": best["square"],
+        "shift_y": best["shift_y"],
+        "rule": "box centre moved down by shift_y x box height; square=false keeps the "
+        "detector's box (the classifier's preprocessing then centre-crops it to a square, "
+        "i.e. to the box width); margin x side added on every side",
+        "measured": {
+            "command": command,
+            "faces": result["faces"],
+            "reference_accuracy": result["reference_accuracy"],
+            "detect_crop_accuracy": best["accuracy"],
+            "loss_points": result["loss_points"],
+            "detector_found": result["detector_found"],
+            "accuracy_on_found_faces": best["on_found"],
+            "face_route": result["face_route"],
+        },
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":
