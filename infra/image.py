@@ -7,7 +7,7 @@ Amazon Linux 2, glibc 2.26; python:3.12 and later are Amazon Linux 2023, glibc 2
 module reads the tag from the Dockerfile, so the lock and the checks follow it.
 
     python -m infra.image lock     # (make lock) resolve requirements.txt -> requirements.lock
-    python -m infra.image check    # exit 1 when the lock is not what requirements.txt gives
+    python -m infra.image check    # exit 1 unless the lock exactly satisfies requirements.txt
 
 Both ask PyPI (pip's own resolver, `--dry-run --report`, wheels only) for arm64 and x86_64.
 """
@@ -103,8 +103,11 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def resolve(requirements: Path, python: str, arch: str) -> dict[str, Pin]:
-    """What pip installs for these requirements on the base image (name -> pin), via PyPI."""
+def resolve(
+    requirements: Path, python: str, arch: str, pins: dict[str, Pin] | None = None
+) -> dict[str, Pin]:
+    """What pip installs for these requirements on the base image (name -> pin), via PyPI;
+    with `pins`, held to those versions (pip constraints)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         command = [
@@ -112,6 +115,10 @@ def resolve(requirements: Path, python: str, arch: str) -> dict[str, Pin]:
             "--report", str(report), "--target", str(Path(tmp) / "target"),
             *target_args(python, arch), "-r", str(requirements),
         ]  # fmt: skip
+        if pins:
+            constraints = Path(tmp) / "constraints.txt"
+            constraints.write_text("".join(f"{p.name}=={p.version}\n" for p in pins.values()))
+            command += ["-c", str(constraints)]
         done = subprocess.run(command, env=pip_env(), capture_output=True, text=True)
         if done.returncode != 0:
             raise LockError(
@@ -129,12 +136,18 @@ def resolve(requirements: Path, python: str, arch: str) -> dict[str, Pin]:
     return pins
 
 
-def resolve_all(requirements: Path = REQUIREMENTS, dockerfile: Path = DOCKERFILE) -> dict[str, Pin]:
-    """One pin set for every architecture (versions must agree; hashes are merged)."""
+def resolve_all(
+    requirements: Path = REQUIREMENTS,
+    dockerfile: Path = DOCKERFILE,
+    pins: dict[str, Pin] | None = None,
+) -> dict[str, Pin]:
+    """One pin set for every architecture (versions must agree; hashes are merged). With
+    `pins` (the lock), the resolution is held to them: what requirements.txt needs, within
+    the lock, so that a newer release upstream does not make the lock stale."""
     python = python_version(base_image(dockerfile))
     merged: dict[str, Pin] = {}
     for arch in ARCHES:
-        for name, pin in resolve(requirements, python, arch).items():
+        for name, pin in resolve(requirements, python, arch, pins).items():
             if name not in merged:
                 merged[name] = pin
             elif merged[name].version != pin.version:
@@ -212,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         python = python_version(base_image())
-        fresh = resolve_all()
+        held = read_lock() if args.command == "check" and LOCK.is_file() else None
+        fresh = resolve_all(pins=held)
     except LockError as exc:
         print(f"infra.image: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from infra.image import (
     ARCHES,
     DOCKERFILE,
     LOCK,
+    REQUIREMENTS,
     base_image,
     differences,
     direct_requirements,
@@ -64,11 +65,20 @@ def test_lock_covers_every_requirement_at_its_pinned_version():
 
 
 def test_lock_is_exactly_what_requirements_resolve_to():
-    """Catches a requirements.txt change (or a Dockerfile tag change) without `make lock`."""
-    problems = differences(read_lock(), resolve_all())
+    """requirements.txt, resolved within the lock's versions for the base image, needs every
+    locked package and nothing else, with the locked wheels' hashes: catches a requirements
+    change (or a Dockerfile tag change) without `make lock`, not a new release upstream."""
+    problems = differences(read_lock(), resolve_all(pins=read_lock()))
     assert not problems, "function/requirements.lock is stale (run `make lock`):\n" + "\n".join(
         problems
     )
+
+
+def test_a_requirement_added_without_make_lock_is_caught(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(REQUIREMENTS.read_text() + "six==1.17.0\n")
+    problems = differences(read_lock(), resolve_all(requirements, pins=read_lock()))
+    assert problems == ["six==1.17.0 is missing from the lock"]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
