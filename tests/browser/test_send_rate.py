@@ -32,7 +32,7 @@ def face_requests(page) -> list[float]:
 def start_live(page, server: str) -> None:
     page.goto(server)
     page.get_by_role("button", name="Start camera").click()
-    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=45_000)
 
 
 def test_rate_limiter_in_node():
@@ -70,7 +70,9 @@ def measure_send_rate(page, server: str, cap: int) -> float:
     def instant(route) -> None:
         if not answer:
             response = route.fetch()
-            if response.status == 200:
+            # Replay an answer that found a face: a crop of something else (tracking.js also
+            # proposes clutter) would make the page set its box aside and send less.
+            if response.status == 200 and response.json().get("face", {}).get("found"):
                 answer["body"] = response.body()
             route.fulfill(response=response)
         else:

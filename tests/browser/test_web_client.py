@@ -16,6 +16,9 @@ CLASSES = ["Anger", "Disgust", "Surprise", "Sadness", "Happiness", "Neutral", "C
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 MEASURE_SECONDS = 4.0
 MIN_RATE = 15  # predictions/s with one face in view
+# A face counts once the server has confirmed it: on a busy machine tracking.js and the first
+# answer can take many seconds (a wait, not a target; the rate below is the target).
+FIRST_FACE_MS = 45_000
 
 
 def read_bars(page, selector: str = "#bars") -> list[tuple[str, str, float]]:
@@ -69,7 +72,7 @@ def test_live_camera_tracks_the_face_and_shows_all_emotions(page, console, serve
     page.get_by_role("button", name="Start camera").click()
 
     # A face box appears around the astronaut, with its top emotion; the server checked it.
-    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
     assert len(json.loads(page.get_attribute("#overlay", "data-faces"))) == 1
     expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
     assert overlay_pixels(page) > 500, "no face box was drawn on the overlay"
@@ -242,7 +245,7 @@ def test_portrait_phone_layout(browser, server, artifacts):
 def test_a_stale_result_is_dimmed_and_marked_paused(page, console, server, artifacts):
     page.goto(server)
     page.get_by_role("button", name="Start camera").click()
-    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
     expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
     expect(page.locator("#result-state")).to_be_hidden()
     expect(page.locator("#bars")).not_to_have_class(re.compile("stale"))
@@ -266,7 +269,7 @@ def test_a_stale_result_is_dimmed_and_marked_paused(page, console, server, artif
 def test_a_hanging_server_pauses_the_result_too(page, server):
     page.goto(server)
     page.get_by_role("button", name="Start camera").click()
-    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+    expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
     expect(page.locator("#result-state")).to_be_hidden()
     page.route("**/face", lambda route: None)  # never answered
     expect(page.locator("#result-state")).to_be_visible(timeout=5_000)
@@ -281,7 +284,7 @@ def test_phone_shows_all_eight_bars_while_the_camera_runs(browser, server, artif
         page = context.new_page()
         page.goto(server)
         page.get_by_role("button", name="Start camera").click()
-        expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=20_000)
+        expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
         expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
         page.wait_for_timeout(300)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= width
