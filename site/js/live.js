@@ -8,7 +8,7 @@ import { FaceCropper, FaceDetector, squareAround } from './faces.js';
 import { percent } from './bars.js';
 import { RateMeter } from './smooth.js';
 import { SendRate } from './rate.js';
-import { readCheck, Tracks } from './tracks.js';
+import { readCheck, setPace, Tracks } from './tracks.js';
 import { DEVICE_CROP_MARGIN } from './ondevice.js';
 
 // tracking.js only has to propose new faces: verified ones follow the server's box between
@@ -197,7 +197,11 @@ export class Live {
     this.detecting = true;
     this.detector.detect(this.video, w, h)
       .then((boxes) => {
-        if (session === this.session && this.running) this.tracks.match(boxes, performance.now());
+        if (session !== this.session || !this.running) return;
+        const at = performance.now();
+        setPace(at - now);
+        this.tracks.match(boxes, at);
+        this.sendDue(at, w, h); // at once: on a slow device the next frame may come late
       })
       .catch((err) => {
         if (session !== this.session || !this.running) return;

@@ -34,6 +34,14 @@ export const TRACKING = {
 const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
 
 let nextId = 1;
+// How long tracking.js takes per run here: on a slow device a box is proposed only that often,
+// so "not proposed lately" must be judged against it, not against a fixed time.
+let detectMs = 0;
+
+/** Tells the tracks how long tracking.js's last run took (ms). */
+export function setPace(ms) {
+  detectMs = Number.isFinite(ms) ? ms : 0;
+}
 
 function blend(target, box, a) {
   for (const k of ['x', 'y', 'width', 'height']) target[k] += a * (box[k] - target[k]);
@@ -97,8 +105,8 @@ export class Track {
 
   /** How long this box is remembered after it was last proposed or confirmed. */
   get keepMs() {
-    if (this.rejected) return TRACKING.rejectedGoneMs;
-    return this.shown ? TRACKING.verifiedGoneMs : TRACKING.goneMs;
+    if (this.rejected) return Math.max(TRACKING.rejectedGoneMs, 3 * detectMs);
+    return Math.max(this.shown ? TRACKING.verifiedGoneMs : TRACKING.goneMs, 3 * detectMs);
   }
 
   /** Shown, counted and classified. */
@@ -118,7 +126,8 @@ export class Track {
 
   /** Whether a crop of this box should go out now (one in flight at most). */
   due(now, minGapMs) {
-    const staleMs = this.shown ? TRACKING.verifiedGoneMs : TRACKING.staleMs;
+    const staleMs = Math.max(this.shown ? TRACKING.verifiedGoneMs : TRACKING.staleMs,
+      1.5 * detectMs);
     if (this.inFlight || now - this.seenAt > staleMs) return false;
     if (now - this.sentAt < minGapMs) return false;
     if (this.rejected) return now - this.sentAt >= this.reprobeMs;
