@@ -210,7 +210,7 @@ def test_clutter_alone_shows_no_face_and_no_emotion(playwright, server, tmp_path
         sent = _record(page)
         page.goto(server)
         page.get_by_role("button", name="Start camera").click()
-        expect(page.locator("#status")).to_have_text("Camera on.")
+        expect(page.locator("#status")).to_have_text("Camera on.", timeout=SETTLE_TIMEOUT_MS)
         page.wait_for_timeout(3000)  # tracking.js proposes, the server rejects
         crops_before = len(sent.crops)
         samples = []
