@@ -55,20 +55,21 @@ def reframe(image: Image.Image, frame: Frame) -> Image.Image:
     return big.resize((w, h), Image.Resampling.BILINEAR, box=box)
 
 
-def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
-    """Webcam-like damage, each with its own chance: blur, gamma, JPEG, an occluding patch."""
-    if rng.random() < 0.3:
+def degrade(image: Image.Image, rng: random.Random, strength: float = 1.0) -> Image.Image:
+    """Webcam-like damage, each with its own chance (times `strength`): blur, gamma, JPEG, an
+    occluding patch."""
+    if rng.random() < 0.3 * strength:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.8)))
-    if rng.random() < 0.4:
+    if rng.random() < 0.4 * strength:
         gamma = rng.uniform(0.6, 1.6)
         image = image.point([round(255 * (i / 255) ** gamma) for i in range(256)] * len(
             image.getbands()))  # fmt: skip
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 * strength:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=rng.randint(30, 90))
         image = Image.open(io.BytesIO(buffer.getvalue()))
         image.load()
-    if rng.random() < 0.2:  # a hand, glasses frame or hair across part of the face
+    if rng.random() < 0.2 * strength:  # a hand, glasses frame or hair across part of the face
         w, h = image.size
         pw, ph = int(w * rng.uniform(0.15, 0.4)), int(h * rng.uniform(0.15, 0.4))
         x, y = rng.randrange(0, w - pw + 1), rng.randrange(0, h - ph + 1)
@@ -78,21 +79,24 @@ def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 class LiveCropAugment(Transform):
-    """Training split only (split_idx=0): a random detector-style frame, then degradation."""
+    """Training split only (split_idx=0): a random detector-style frame, then degradation.
+
+    `strength` scales every chance (1: frame p 0.8 and the full `degrade`; 0.5: half as often).
+    """
 
     split_idx = 0
     order = 0  # before Resize, on the original pixels
 
-    def __init__(self, p_frame: float = 0.8, seed: int | None = None):
+    def __init__(self, strength: float = 1.0, seed: int | None = None):
         super().__init__()
-        self.p_frame = p_frame
+        self.strength = strength
         self.rng = random.Random(seed)
 
     def encodes(self, image: PILImageBW) -> PILImageBW:
         out: Image.Image = image
-        if self.rng.random() < self.p_frame:
+        if self.rng.random() < 0.8 * self.strength:
             out = reframe(out, random_frame(self.rng))
-        return PILImageBW.create(np.asarray(degrade(out, self.rng)))
+        return PILImageBW.create(np.asarray(degrade(out, self.rng, self.strength)))
 
 
 def jittered_frames(count: int, seed: int = 2026) -> list[Frame]:

@@ -44,12 +44,12 @@ def _check_card(card: ModelCard) -> None:
         raise ValueError("the fastai pipeline here is grayscale with bilinear resizing")
 
 
-def item_transforms(card: ModelCard, live_aug: bool = False, seed: int | None = None) -> list:
+def item_transforms(card: ModelCard, live_aug: float = 0.0, seed: int | None = None) -> list:
     _check_card(card)
     # Resize's default resample is bilinear, matching card.resize. LiveCropAugment runs on
-    # the training split only.
+    # the training split only; `live_aug` is its strength (0: left out).
     resize = Resize(card.input_size, method=ResizeMethod.Crop)
-    return [LiveCropAugment(seed=seed), resize] if live_aug else [resize]
+    return [LiveCropAugment(live_aug, seed=seed), resize] if live_aug else [resize]
 
 
 def batch_transforms(card: ModelCard) -> list:
@@ -76,7 +76,7 @@ def dataloaders(
     bs: int,
     seed: int,
     workers: int = 0,
-    live_aug: bool = False,
+    live_aug: float = 0.0,
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]

@@ -69,9 +69,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="logit adjustment: loss on logits + tau*log(class prior); 0 = plain",
     )
     p.add_argument(
-        "--no-live-aug",
-        action="store_true",
-        help="leave out detector-box jitter, blur, JPEG, gamma and occlusion",
+        "--defer",
+        type=float,
+        default=0.0,
+        help="logit adjustment only from this fraction of the epochs on (deferred balancing:\n"
+        "the plain loss learns the representation first); 0 = from the start",
+    )
+    p.add_argument(
+        "--live-aug",
+        type=float,
+        default=0.5,
+        help="strength of detector-box jitter, blur, JPEG, gamma and occlusion (0 = none)",
     )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -128,6 +136,25 @@ def last_checkpoint(model_dir: Path) -> int | None:
     return max(epochs) if epochs else None
 
 
+class DeferredLogitAdjustment(Callback):
+    """Plain soft-label loss before `start_epoch`, the logit-adjusted one from it on.
+
+    Decided per epoch from the epoch number, so a resumed run switches at the same place.
+    """
+
+    def __init__(self, start_epoch: int):
+        self.start_epoch = start_epoch
+
+    def before_fit(self) -> None:
+        self.adjusted = self.learn.loss_func.offset.clone()
+
+    def before_epoch(self) -> None:
+        on = self.epoch >= self.start_epoch
+        self.learn.loss_func.offset = self.adjusted if on else torch.zeros_like(self.adjusted)
+        if self.epoch == self.start_epoch:
+            log.info("epoch %d: logit adjustment on from here", self.epoch)
+
+
 class KeepLastCheckpoints(Callback):
     """Delete all but the newest two epoch checkpoints (each is ~250 MB with Adam state)."""
 
@@ -150,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     config_path = run / "config.json"
     if args.resume and config_path.is_file():
         saved = json.loads(config_path.read_text())["args"]
-        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau"):
+        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer", "live_aug"):
             setattr(args, key, saved.get(key, 0.0))  # a resumed schedule must not change shape
     card = training_card(args)
     train, valid = load_splits(args)
@@ -165,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         bs=args.bs,
         seed=args.seed,
         workers=args.workers,
-        live_aug=not args.no_live_aug,
+        live_aug=args.live_aug,
     )
     learn: Learner = vision_learner(
         dls,
@@ -183,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.no_bf16:
         learn.add_cb(BFloat16Autocast())
+    if args.tau and args.defer:
+        learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
 
     start = 0
     if args.resume and (done := last_checkpoint(run / "models")) is not None:

@@ -96,7 +96,7 @@ def test_jittered_frames_are_fixed_by_their_seed_and_within_bounds():
 def test_live_crop_augment_changes_training_faces_only():
     from training.augment import LiveCropAugment
 
-    aug = LiveCropAugment(p_frame=1.0, seed=0)
+    aug = LiveCropAugment(strength=1.25, seed=0)  # frame p 1.0
     face = drawn_face(np.random.default_rng(0), True, 48, "L")
     from fastai.vision.all import PILImageBW
 
