@@ -16,6 +16,9 @@ import numpy as np
 from fastai.vision.all import PILImageBW, Transform
 from PIL import Image, ImageFilter
 
+# Each live-crop change's chance at strength 1 (LiveCropAugment scales them all).
+CHANCES = {"frame": 0.8, "blur": 0.3, "gamma": 0.4, "jpeg": 0.3, "patch": 0.2}
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -58,18 +61,19 @@ def reframe(image: Image.Image, frame: Frame) -> Image.Image:
 def degrade(image: Image.Image, rng: random.Random, strength: float = 1.0) -> Image.Image:
     """Webcam-like damage, each with its own chance (times `strength`): blur, gamma, JPEG, an
     occluding patch."""
-    if rng.random() < 0.3 * strength:
+    if rng.random() < CHANCES["blur"] * strength:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.8)))
-    if rng.random() < 0.4 * strength:
+    if rng.random() < CHANCES["gamma"] * strength:
         gamma = rng.uniform(0.6, 1.6)
         image = image.point([round(255 * (i / 255) ** gamma) for i in range(256)] * len(
             image.getbands()))  # fmt: skip
-    if rng.random() < 0.3 * strength:
+    if rng.random() < CHANCES["jpeg"] * strength:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=rng.randint(30, 90))
         image = Image.open(io.BytesIO(buffer.getvalue()))
         image.load()
-    if rng.random() < 0.2 * strength:  # a hand, glasses frame or hair across part of the face
+    # An occluding patch: a hand, a glasses frame or hair across part of the face.
+    if rng.random() < CHANCES["patch"] * strength:
         w, h = image.size
         pw, ph = int(w * rng.uniform(0.15, 0.4)), int(h * rng.uniform(0.15, 0.4))
         x, y = rng.randrange(0, w - pw + 1), rng.randrange(0, h - ph + 1)
@@ -94,7 +98,7 @@ class LiveCropAugment(Transform):
 
     def encodes(self, image: PILImageBW) -> PILImageBW:
         out: Image.Image = image
-        if self.rng.random() < 0.8 * self.strength:
+        if self.rng.random() < CHANCES["frame"] * self.strength:
             out = reframe(out, random_frame(self.rng))
         return PILImageBW.create(np.asarray(degrade(out, self.rng, self.strength)))
 

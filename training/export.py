@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from emotion.card import ModelCard
+from training.augment import CHANCES
 from training.model import FlipAverage, LogitOffset, build_model
 
 log = logging.getLogger("training")
@@ -146,9 +147,7 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: fl
             "weight_decay": args["wd"],
             "schedule": "fastai fit_one_cycle, AdamW, bfloat16 autocast",
             "hardware": config.get("hardware", "CPU"),
-            "augmentation": AUGMENTATION
-            if not args.get("no_live_aug", True)
-            else "flip, rotate 12, zoom 1.15, warp 0.1, lighting 0.35, random erasing 0.3",
+            "augmentation": augmentation(args),
             "seed": args["seed"],
             "checkpoint": checkpoint or "final",
         },
@@ -159,17 +158,27 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: fl
     return ModelCard(**{**base.__dict__, "details": details})
 
 
-AUGMENTATION = (
-    "detector-box jitter (scale +-15%, shift +-10% of the side, rotation +-15 deg, edge "
-    "fill; p 0.8), blur (p 0.3), gamma 0.6-1.6 (p 0.4), JPEG q30-90 (p 0.3), occluding patch "
-    "(p 0.2); then flip, rotate 8, zoom 1.1, warp 0.1, lighting 0.35, random erasing 0.3"
-)
+def augmentation(args: dict) -> str:
+    """The training augmentation in words, from the run's arguments."""
+    standard = "flip, rotate 8, zoom 1.1, warp 0.1, lighting 0.35, random erasing 0.3"
+    # Runs from before --live-aug said "no_live_aug" instead.
+    strength = args.get("live_aug", 0.0 if args.get("no_live_aug", True) else 1.0)
+    if not strength:
+        return standard
+    p = {name: round(base * strength, 2) for name, base in CHANCES.items()}
+    return (
+        f"detector-box jitter (scale +-15%, shift +-10% of the side, rotation +-15 deg, edge "
+        f"fill; p {p['frame']}), blur (p {p['blur']}), gamma 0.6-1.6 (p {p['gamma']}), JPEG "
+        f"q30-90 (p {p['jpeg']}), occluding patch (p {p['patch']}); then {standard}"
+    )
 
 
 def logit_adjustment(config: dict, prior_weight: float) -> dict:
     tau = config["args"].get("tau", 0.0)
+    defer = config["args"].get("defer", 0.0)
     return {
         "train_tau": tau,
+        "train_tau_from_epoch": round(config["args"]["epochs"] * defer) if tau else None,
         "prior_weight": prior_weight,
         "prior": config.get("prior"),
         "rule": "training loss on logits + tau*log(prior); exported logits = network logits "

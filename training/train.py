@@ -177,8 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     config_path = run / "config.json"
     if args.resume and config_path.is_file():
         saved = json.loads(config_path.read_text())["args"]
-        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer", "live_aug"):
-            setattr(args, key, saved.get(key, 0.0))  # a resumed schedule must not change shape
+        # A resumed schedule must not change shape.
+        for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer"):
+            setattr(args, key, saved.get(key, 0.0))
+        args.live_aug = saved.get("live_aug", 0.0)
     card = training_card(args)
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
