@@ -72,6 +72,29 @@ def test_logit_adjusted_loss_favours_rare_classes():
     )
 
 
+def test_deferred_logit_adjustment_switches_on_at_its_epoch_even_after_a_resume():
+    from types import SimpleNamespace
+
+    prior = [0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.01, 0.01]
+    loss = SoftTargetCrossEntropy(prior, tau=1.0)
+    full = loss.offset.clone()
+    callback = train.DeferredLogitAdjustment(start_epoch=2)
+    callback.learn = SimpleNamespace(loss_func=loss, epoch=0)
+    callback.before_fit()
+    seen = []
+    for epoch in (0, 1, 2, 3):
+        callback.learn.epoch = epoch
+        callback.before_epoch()
+        seen.append(bool(loss.offset.abs().sum()))
+    assert seen == [False, False, True, True]
+    assert torch.equal(loss.offset, full)
+    resumed = train.DeferredLogitAdjustment(start_epoch=2)  # a new process resuming at epoch 3
+    resumed.learn = SimpleNamespace(loss_func=SoftTargetCrossEntropy(prior, tau=1.0), epoch=3)
+    resumed.before_fit()
+    resumed.before_epoch()
+    assert torch.equal(resumed.learn.loss_func.offset, full)
+
+
 def test_mean_recall_on_a_hand_computed_matrix():
     matrix = np.array([[8, 2, 0], [1, 1, 0], [0, 0, 0]])  # third class has no faces
     assert metrics.mean_recall(matrix) == pytest.approx((0.8 + 0.5) / 2)
