@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.5,
         help="strength of detector-box jitter, blur, JPEG, gamma and occlusion (0 = none)",
     )
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from these weights (a float16 state dict, e.g. models/emotion.pth):\n"
+        "re-balancing or fine-tuning a trained model rather than training from scratch",
+    )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -214,6 +220,12 @@ def main(argv: list[str] | None = None) -> None:
         learn.add_cb(BFloat16Autocast())
     if args.tau and args.defer:
         learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
+
+    if args.init and not (args.resume and last_checkpoint(run / "models") is not None):
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        learn.model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                     for k, v in state.items()})  # fmt: skip
+        log.info("starting from %s", args.init)
 
     start = 0
     if args.resume and (done := last_checkpoint(run / "models")) is not None:

@@ -29,13 +29,13 @@ log = logging.getLogger("training")
 
 # The one table of floors every shipped model must meet on FER+ Valid (fractions; ECE is a
 # fraction of faces too). ">=" figures must be at least the bound, "<=" at most.
-# These are what the shipped model (84.7% / mean recall 60.3%, Contempt 0%) holds, so a
-# regression fails CI; issue 15's targets (mean recall >= 0.72, every class >= 0.35) are not
-# met yet: raise these to them when a model that meets them ships.
+# What the shipped float model (83.64%, 64.60%, Contempt 6.25%) and its compact copy (83.45%,
+# 64.69%) both hold, so any regression fails CI. Issue 15's targets (mean recall 0.72, each
+# class 0.35) are not met yet; raise these when a model that meets them ships.
 FLOORS: dict[str, tuple[str, float]] = {
-    "accuracy": (">=", 0.835),
-    "mean_recall": (">=", 0.59),
-    "recall": (">=", 0.0),  # every class's recall (Contempt is 0 on the shipped model)
+    "accuracy": (">=", 0.834),
+    "mean_recall": (">=", 0.64),
+    "recall": (">=", 0.06),  # every class's recall (Contempt: 1 of 16 faces)
     "ece_15_bins": ("<=", 0.05),
 }
 # How far a re-measured figure may sit from the card's: 0.2 percentage points.

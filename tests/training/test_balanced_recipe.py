@@ -209,3 +209,34 @@ def test_balance_picks_the_best_mean_recall_that_keeps_accuracy():
     log_prior = np.log([0.75, 0.25])
     assert balance.scores(logits, labels, log_prior, 0.0)["accuracy"] == 0.5
     assert balance.scores(logits, labels, log_prior, 1.0)["accuracy"] == 0.75  # prior flips two
+
+
+def test_rebalancing_the_last_layer_names_the_rare_class_more_often():
+    from training.rebalance import fit_last_layer
+
+    rng = np.random.default_rng(0)
+    counts = (950, 50)  # class 0 common, class 1 rare; their features overlap
+
+    def with_constant(x: np.ndarray) -> torch.Tensor:  # the layer has no bias: a feature is one
+        return torch.from_numpy(np.hstack([x, np.ones((len(x), 1))]).astype(np.float32))
+
+    features = with_constant(np.concatenate([
+        rng.normal(0.0, 1.0, (counts[0], 4)), rng.normal(1.0, 1.0, (counts[1], 4))
+    ]))  # fmt: skip
+    targets = torch.zeros(sum(counts), 8)
+    targets[: counts[0], 0] = 1
+    targets[counts[0] :, 1] = 1
+    prior = [0.95, 0.05] + [1e-4] * 6
+    start = torch.zeros(8, 5)
+    balanced = with_constant(np.concatenate([
+        rng.normal(0.0, 1.0, (500, 4)), rng.normal(1.0, 1.0, (500, 4))
+    ]))  # fmt: skip
+    truth = np.repeat([0, 1], 500)
+
+    def mean_recall(weight: torch.Tensor) -> float:
+        predicted = (balanced @ weight.T).argmax(dim=1).numpy()
+        return float(np.mean([(predicted[truth == c] == c).mean() for c in (0, 1)]))
+
+    plain = fit_last_layer(features, targets, start, prior, tau=0.0, epochs=20, lr=0.05)
+    adjusted = fit_last_layer(features, targets, start, prior, tau=1.0, epochs=20, lr=0.05)
+    assert mean_recall(adjusted) > mean_recall(plain) + 0.1

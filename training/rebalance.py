@@ -1,0 +1,109 @@
+"""Re-balance a trained model's classifier: retrain only its last linear layer with the
+logit-adjusted loss, on the frozen network's features (Kang et al., 2020, "decoupling").
+
+    python -m training.rebalance --weights models/emotion.pth --train DIR --out PATH [--tau 1]
+
+The representation the plain loss learned is kept; only the 512 -> 8 layer moves, so the rare
+classes get their share of the decision without the accuracy a from-scratch balanced run
+lost here. Features are computed once (minutes on a CPU), the layer trains in seconds.
+Writes a float16 state dict like export's; `training.export --weights` makes the ONNX file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from emotion.card import ModelCard
+from emotion.preprocess import to_input
+from training import data
+from training.export import load_shipped, save_weights
+from training.model import SoftTargetCrossEntropy
+
+log = logging.getLogger("training")
+
+
+def penultimate(model: torch.nn.Module, faces: list[data.Face], card: ModelCard, bs: int = 256):
+    """The last linear layer's inputs (eval mode), for the faces as the service sees them."""
+    head = model[1]
+    trunk = torch.nn.Sequential(model[0], *list(head)[:-1])
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(faces), bs):
+            x = torch.from_numpy(to_input([Image.open(f.path) for f in faces[i : i + bs]], card))
+            out.append(trunk(x))
+    return torch.cat(out)
+
+
+def fit_last_layer(
+    features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, prior, tau: float,
+    epochs: int = 30, lr: float = 1e-3, seed: int = 0,
+) -> torch.Tensor:  # fmt: skip
+    torch.manual_seed(seed)
+    w = weight.clone().requires_grad_(True)
+    loss_func = SoftTargetCrossEntropy(prior, tau)
+    optimiser = torch.optim.Adam([w], lr=lr)
+    n = len(features)
+    for _ in range(epochs):
+        for batch in torch.randperm(n).split(256):
+            optimiser.zero_grad()
+            loss = loss_func(F.linear(features[batch], w), targets[batch])
+            loss.backward()
+            optimiser.step()
+    return w.detach()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--weights", type=Path, default=Path("models/emotion.pth"))
+    p.add_argument("--train", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the new float16 state dict")
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--cache", type=Path, help="keep the features here between runs")
+    args = p.parse_args(argv)
+
+    card = ModelCard.read(args.weights.with_suffix(".json"))
+    model = load_shipped(args.weights)
+    faces, _ = data.read_dataset(args.train)
+    if args.cache and args.cache.is_file():
+        features = torch.load(args.cache)
+    else:
+        features = penultimate(model, faces, card)
+        if args.cache:
+            torch.save(features, args.cache)
+    targets = torch.from_numpy(np.stack([f.target for f in faces])).float()
+    prior = data.class_prior(faces)
+    last = model[1][-1]
+    last.weight.data = fit_last_layer(
+        features, targets, last.weight.data, prior, args.tau, args.epochs, args.lr
+    )
+    weights = save_weights(model, args.out)
+    step = {"method": "last linear layer retrained with the logit-adjusted loss on the frozen "
+            "network's features (soft targets, Adam)", "from": args.weights.name,
+            "faces": len(faces), "tau": args.tau, "epochs": args.epochs, "lr": args.lr}  # fmt: skip
+    card.details["recipe"] = {**card.details.get("recipe", {}), "rebalance": step}
+    card.details["logit_adjustment"] = {
+        "train_tau": args.tau,
+        "prior_weight": 0.0,  # export --prior-weight chooses it (training.balance)
+        "prior": prior,
+        "rule": "last layer trained on logits + tau*log(prior); exported logits = network "
+        "logits + prior_weight*log(prior)",
+    }
+    card.details["weights"] = weights
+    card.write(args.out.with_suffix(".json"))
+    log.info("wrote %s and its card", args.out)
+    print(json.dumps(step))
+
+
+if __name__ == "__main__":
+    main()
