@@ -12,6 +12,7 @@ Writes a float16 state dict like export's; `training.export --weights` makes the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -75,12 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     card = ModelCard.read(args.weights.with_suffix(".json"))
     model = load_shipped(args.weights)
     faces, _ = data.read_dataset(args.train)
-    if args.cache and args.cache.is_file():
-        features = torch.load(args.cache)
+    # Features belong to one set of weights: a cache made from other weights is recomputed.
+    source = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+    cached = torch.load(args.cache) if args.cache and args.cache.is_file() else {}
+    if isinstance(cached, dict) and cached.get("weights_sha256") == source:
+        features = cached["features"]
     else:
         features = penultimate(model, faces, card)
         if args.cache:
-            torch.save(features, args.cache)
+            torch.save({"weights_sha256": source, "features": features}, args.cache)
     targets = torch.from_numpy(np.stack([f.target for f in faces])).float()
     prior = data.class_prior(faces)
     last = model[1][-1]

@@ -28,6 +28,7 @@ from fastai.vision.all import CSVLogger, Learner, resnet34, vision_learner
 
 from emotion.card import CLASSES, ModelCard
 from training import data, pipeline
+from training.export import load_shipped
 from training.model import SoftTargetCrossEntropy, soft_accuracy
 
 log = logging.getLogger("training")
@@ -222,9 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
 
     if args.init and not (args.resume and last_checkpoint(run / "models") is not None):
-        state = torch.load(args.init, map_location="cpu", weights_only=True)
-        learn.model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                     for k, v in state.items()})  # fmt: skip
+        learn.model.load_state_dict(load_shipped(args.init).state_dict())
         log.info("starting from %s", args.init)
 
     start = 0
