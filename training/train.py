@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start from these weights (a float16 state dict, e.g. models/emotion.pth):\n"
         "re-balancing or fine-tuning a trained model rather than training from scratch",
     )
+    p.add_argument(
+        "--train-from",
+        choices=STAGES,
+        help="with --init: train only this ResNet stage, the ones after it and the head; the\n"
+        "layers before stay exactly as loaded (weights and BatchNorm statistics), so the\n"
+        "committed model files change only where training did",
+    )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -162,6 +169,29 @@ class DeferredLogitAdjustment(Callback):
             log.info("epoch %d: logit adjustment on from here", self.epoch)
 
 
+# fastai's ResNet body: conv1, bn1, relu, maxpool, then these four stages (body[4:8]).
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class FreezeBelow(Callback):
+    """Keeps the body's modules before `stage` fixed: no gradients, and in eval mode on every
+    batch so their BatchNorm running statistics are not updated either (fastai's own freeze
+    trains BatchNorms)."""
+
+    def __init__(self, stage: str):
+        self.first_trained = 4 + STAGES.index(stage)
+
+    def frozen(self) -> torch.nn.Module:
+        return self.learn.model[0][: self.first_trained]
+
+    def before_fit(self) -> None:
+        for param in self.frozen().parameters():
+            param.requires_grad_(False)
+
+    def before_batch(self) -> None:
+        self.frozen().eval()
+
+
 class KeepLastCheckpoints(Callback):
     """Delete all but the newest two epoch checkpoints (each is ~250 MB with Adam state)."""
 
@@ -188,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer"):
             setattr(args, key, saved.get(key, 0.0))
         args.live_aug = saved.get("live_aug", 0.0)
+        args.train_from = saved.get("train_from")
     card = training_card(args)
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
@@ -222,6 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.tau and args.defer:
         learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
 
+    if args.train_from:
+        if not args.init:
+            raise SystemExit("--train-from needs --init: the frozen layers must be trained ones")
+        learn.add_cb(FreezeBelow(args.train_from))
     if args.init and not (args.resume and last_checkpoint(run / "models") is not None):
         learn.model.load_state_dict(load_shipped(args.init).state_dict())
         log.info("starting from %s", args.init)
