@@ -150,12 +150,26 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: fl
             "augmentation": augmentation(args),
             "seed": args["seed"],
             "checkpoint": checkpoint or "final",
+            **started_from(args),
         },
         "train_wall_seconds": train_seconds,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **INTENDED_USE,
     }
     return ModelCard(**{**base.__dict__, "details": details})
+
+
+def started_from(args: dict) -> dict:
+    """A run that began from trained weights (--init) names them, their own recipe and which
+    layers it trained, so the card tells the model's whole lineage."""
+    if not args.get("init"):
+        return {}
+    init = Path(args["init"])
+    before = init.with_suffix(".json")
+    recipe = json.loads(before.read_text()).get("recipe", {}) if before.is_file() else {}
+    stage = args.get("train_from")
+    trained = f"{stage}, the stages after it and the head" if stage else "every layer"
+    return {"started_from": {"weights": str(init), "recipe": recipe, "trained": trained}}
 
 
 def augmentation(args: dict) -> str:

@@ -240,3 +240,42 @@ def test_rebalancing_the_last_layer_names_the_rare_class_more_often():
     plain = fit_last_layer(features, targets, start, prior, tau=0.0, epochs=20, lr=0.05)
     adjusted = fit_last_layer(features, targets, start, prior, tau=1.0, epochs=20, lr=0.05)
     assert mean_recall(adjusted) > mean_recall(plain) + 0.1
+
+
+def test_balance_breaks_near_ties_in_mean_recall_by_accuracy():
+    from training import balance
+
+    rows = [{"prior_weight": 0.40, "accuracy": 0.836, "mean_recall": 0.7550},
+            {"prior_weight": 0.44, "accuracy": 0.842, "mean_recall": 0.7542},  # within 0.1 pt
+            {"prior_weight": 0.50, "accuracy": 0.848, "mean_recall": 0.7400}]  # fmt: skip
+    assert balance.pick(rows) == 0.44
+    assert balance.pick(rows, tie=0.0) == 0.40
+    assert balance.WEIGHTS[:3] == (0.0, 0.02, 0.04) and balance.WEIGHTS[-1] == 1.0
+
+
+def test_warm_restart_from_a_stage_keeps_earlier_layers_bit_exact(shipped, faces_root, tmp_path):
+    """--train-from layer4: only layer4 and the head move; every earlier weight and BatchNorm
+    statistic is as loaded, so the committed model files change only where training did. The
+    card names the weights the run started from."""
+    run = tmp_path / "warm"
+    start = shipped.with_suffix(".pth")
+    train.main(["--train", str(faces_root), "--run", str(run), "--epochs", "1", "--bs", "8",
+                "--size", "48", "--valid-pct", "0.25", "--threads", "1", "--lr", "0.05",
+                "--init", str(start), "--train-from", "layer4"])  # fmt: skip
+    before = torch.load(start, weights_only=True)
+    after = torch.load(run / "final.pth", weights_only=True)
+    moved = {k.split(".")[:2] == ["0", "7"] or k.startswith("1.") for k in before
+             if before[k].is_floating_point() and not torch.equal(after[k].half(), before[k])}  # fmt: skip
+    assert moved == {True}  # something in layer4/the head moved, nothing before it
+
+    out = tmp_path / "warm.onnx"
+    export.main(["--run", str(run), "--out", str(out)])
+    lineage = json.loads(out.with_suffix(".json").read_text())["recipe"]["started_from"]
+    assert lineage["weights"] == str(start) and lineage["trained"].startswith("layer4")
+    assert lineage["recipe"]["epochs"] == 1  # the starting model's own recipe, carried
+
+
+def test_train_from_needs_trained_weights_to_start_from(faces_root, tmp_path):
+    with pytest.raises(SystemExit, match="--init"):
+        train.main(["--train", str(faces_root), "--run", str(tmp_path / "r"), "--epochs", "1",
+                    "--train-from", "layer3"])  # fmt: skip
