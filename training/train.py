@@ -192,6 +192,32 @@ class FreezeBelow(Callback):
         self.frozen().eval()
 
 
+class EpochLog(CSVLogger):
+    """fastai's CSV log for a resumable run: one header per file and one row per trained
+    epoch. A resume starts at `first_epoch`: rows from there on (an epoch logged but not
+    checkpointed before a stop) are dropped, and the skipped epochs log nothing."""
+
+    def __init__(self, first_epoch: int = 0):
+        super().__init__(fname="history.csv", append=True)
+        self.first_epoch = first_epoch
+
+    def before_fit(self) -> None:
+        path = self.path / self.fname
+        lines = path.read_text().splitlines() if path.is_file() else []
+        kept = lines[:1] + [row for row in lines[1:] if int(row.split(",")[0]) < self.first_epoch]
+        path.write_text("".join(f"{row}\n" for row in kept))
+        self.file = path.open("a")
+        if not kept:
+            self.file.write(",".join(self.recorder.metric_names) + "\n")
+        self.old_logger, self.learn.logger = self.logger, self._write_line
+
+    def _write_line(self, log: list) -> None:
+        if self.epoch >= self.first_epoch:
+            super()._write_line(log)
+        else:
+            self.old_logger(log)
+
+
 class KeepLastCheckpoints(Callback):
     """Delete all but the newest two epoch checkpoints (each is ~250 MB with Adam state)."""
 
@@ -246,7 +272,6 @@ def main(argv: list[str] | None = None) -> None:
         wd=args.wd,
         path=run,
         model_dir="models",
-        cbs=[CSVLogger(fname="history.csv", append=True)],
     )
     if not args.no_bf16:
         learn.add_cb(BFloat16Autocast())
@@ -277,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         config_path.write_text(json.dumps(config, indent=2) + "\n")
 
+    learn.add_cb(EpochLog(first_epoch=start))
     started = time.time()
     if start < args.epochs:
         with learn.no_bar():
