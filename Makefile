@@ -189,6 +189,7 @@ lock: | $(VENV)/bin/python
 bench: $(VENV)/.dev site
 	$(PY) -m bench.run
 	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
+	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
 
 clean:
 	rm -rf build cdk.out .pytest_cache

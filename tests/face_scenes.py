@@ -125,3 +125,14 @@ def matches(box: dict, face: TrueFace) -> bool:
         box["x"] <= cx <= box["x"] + box["width"] and box["y"] <= cy <= box["y"] + box["height"]
     )
     return inside and 0.5 * face.width <= box["width"] <= 2.0 * face.width
+
+
+def best_scores(found: list, truth: list[TrueFace]) -> list[float]:
+    """Per true face, the highest score among the detections (`emotion.detect.Detection`)
+    whose box `matches` it; 0 where none does."""
+    return [max((f.score for f in found if matches(f.as_box(), t)), default=0.0) for t in truth]
+
+
+def scaled(truth: list[TrueFace], factor: float) -> list[TrueFace]:
+    """The true faces of a copy of the photo resized by `factor`."""
+    return [TrueFace((t.centre[0] * factor, t.centre[1] * factor), t.width * factor) for t in truth]

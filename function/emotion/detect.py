@@ -22,6 +22,10 @@ from PIL import Image
 from emotion.errors import ModelFileError
 
 CROP_SIDE = 160  # /face's check: measured 99% of page crops found at 160 px, 83% at 96
+# /faces: a photo's longer side for detection. The detector's cost grows with the pixel count
+# (1024x576 is 64% of 1280x720's); every face of tests/face_scenes.py's group photo (40-150 px,
+# turned up to 45 degrees) is still found. `python -m bench.detect_sides` measures both per side.
+PHOTO_SIDE = 1024
 DEFAULT_THRESHOLD = 0.5  # measured: 0.5 finds turned and dark faces with no false box
 NMS_IOU = 0.4
 _GRID = 32  # the network's coarsest stride: inputs are padded to a multiple of it
@@ -117,17 +121,17 @@ class FaceDetector:
     def detect(
         self,
         image: Image.Image,
-        max_side: int = 1280,
+        max_side: int = PHOTO_SIDE,
         min_size: float = 0,
         threshold: float | None = None,
         upscale: bool = False,
     ) -> list[Detection]:
         """Faces in `image`, boxes in its pixels, largest first.
 
-        The image is shrunk so its longer side is at most `max_side` (the cost grows with the
-        pixel count), or with `upscale` brought to exactly that side (small crops: the network
-        finds a face that fills a 96 px crop far more often at 160 px); boxes narrower than
-        `min_size` pixels are dropped.
+        The image is shrunk (`shrink`) so its longer side is at most `max_side` (the cost grows
+        with the pixel count), or with `upscale` brought to exactly that side (small crops: the
+        network finds a face that fills a 96 px crop far more often at 160 px); boxes narrower
+        than `min_size` pixels are dropped.
         """
         threshold = self.threshold if threshold is None else threshold
         scale = max_side / max(image.size)
@@ -135,11 +139,14 @@ class FaceDetector:
             scale = min(1.0, scale)
         if scale != 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.Resampling.BILINEAR)
+            if scale < 1.0:
+                image = shrink(image, size)
+            else:  # a small crop brought up to `max_side`
+                image = image.resize(size, Image.Resampling.BILINEAR)
         batch = self._input(image)
         loc, conf, landmarks = self.session.run(None, {"input": batch})
         height, width = batch.shape[2:]
-        # Decode only the candidates (a handful of ~38k anchors at 1280x720): most of the
+        # Decode only the candidates (a handful of ~24k anchors at 1024x576): most of the
         # post-processing time otherwise.
         scores = conf[0, :, 1]
         candidates = np.flatnonzero(scores > threshold)
@@ -169,6 +176,29 @@ class FaceDetector:
     def _anchors(self, width: int, height: int) -> np.ndarray:
         card = self.card
         return anchors(width, height, card.strides, card.anchor_sizes, card.variances)
+
+
+def shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` brought down to exactly `size` (width, height), no larger than the image.
+
+    First a box average by the whole factor k (`Image.reduce`, when k >= 2: a 4000 px photo's
+    fine detail averages out instead of aliasing), then nearest-neighbour for the rest (< 2x).
+    Why not one resize: Pillow's BILINEAR downscale filters over the whole scale's support,
+    measured ~7 ms for 1280x720 -> 1024x576 against ~0.3 ms for NEAREST, and the detector
+    itself costs ~38 ms at 1280 px (issue 11's /faces target). Palette and other modes come
+    back as RGB (the detector reads RGB anyway); L and RGB keep their mode.
+    """
+    width, height = size
+    if not (0 < width <= image.width and 0 < height <= image.height):
+        raise ValueError(f"shrink: {size} is not within the image's {image.size}")
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")  # box-averaging palette indices or 1-bit pixels is wrong
+    factor = min(image.width // width, image.height // height)
+    if factor >= 2:
+        image = image.reduce(factor)  # ceil(side / factor): never below `size`
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.NEAREST)
+    return image
 
 
 @lru_cache(maxsize=64)

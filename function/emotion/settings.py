@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion.detect import CROP_SIDE
+from emotion.detect import CROP_SIDE, PHOTO_SIDE
 from emotion.detect import default_model_path as default_detector_path
 
 _HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ class Settings:
     threads: int  # ONNX Runtime intra-op threads
     detector_path: Path = field(default_factory=default_detector_path)
     max_faces: int = 50  # cap on POST /faces?max_faces (each face costs one classification)
-    detect_side: int = 1280  # /faces: photos are shrunk to this longer side for detection
+    detect_side: int = PHOTO_SIDE  # /faces: photos are shrunk to this longer side to detect
     crop_detect_side: int = CROP_SIDE  # /face: the crop is checked for a face at this size; 0: off
 
     @classmethod
@@ -46,6 +46,6 @@ class Settings:
             threads=int(env.get("EMOTION_THREADS", 0)),  # 0: one per available core
             detector_path=Path(env.get("EMOTION_DETECTOR", default_detector_path())),
             max_faces=int(env.get("EMOTION_MAX_FACES", 50)),
-            detect_side=int(env.get("EMOTION_DETECT_SIDE", 1280)),
+            detect_side=int(env.get("EMOTION_DETECT_SIDE", PHOTO_SIDE)),
             crop_detect_side=int(env.get("EMOTION_CROP_DETECT_SIDE", CROP_SIDE)),
         )

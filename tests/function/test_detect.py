@@ -1,11 +1,14 @@
-"""The face detector: its own decoding (anchors, box coding, NMS), recall on group photos
-built from scikit-image's faces, no box on photos without faces, and its file checks."""
+"""The face detector: its own decoding (anchors, box coding, NMS), the shrink before it,
+recall on group photos built from scikit-image's faces, no box on photos without faces, and
+its file checks."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from emotion.detect import (
+    PHOTO_SIDE,
     Detection,
     FaceDetector,
     anchors,
@@ -20,10 +24,20 @@ from emotion.detect import (
     decode,
     detect_faces,
     face_in_crop,
+    shrink,
     suppress,
 )
 from emotion.errors import ModelFileError
-from face_scenes import NON_FACE_PHOTOS, Person, compose, group_photo, matches
+from emotion.settings import Settings
+from face_scenes import (
+    NON_FACE_PHOTOS,
+    Person,
+    best_scores,
+    compose,
+    group_photo,
+    matches,
+    scaled,
+)
 
 from .conftest import DETECTOR
 
@@ -77,15 +91,92 @@ def test_finds_the_astronaut_with_landmarks_inside_the_box(detector):
     assert left_eye[0] < nose[0] < right_eye[0]
 
 
+def stripes(size: tuple[int, int], vertical: bool = True) -> Image.Image:
+    """Alternating one-pixel black and white lines: what a plain subsample aliases."""
+    width, height = size
+    line = (np.arange(width if vertical else height) % 2 * 255).astype(np.uint8)
+    pixels = np.tile(line, (height, 1)) if vertical else np.tile(line[:, None], (1, width))
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("vertical", [True, False])
+@pytest.mark.parametrize("size", [(640, 360), (500, 281), (256, 144)])  # factors 2, 2.56, 5
+def test_shrink_averages_fine_stripes_to_grey(size, vertical):
+    image = stripes((1280, 720), vertical)
+    pixels = np.asarray(shrink(image, size), float)
+    # an even whole factor averages each black/white pair exactly; an odd one leaves a
+    # 1/k imbalance (5: 102 or 153), never black or white
+    assert 64 < pixels.min() <= pixels.max() < 192
+    assert pixels.mean() == pytest.approx(127.5, abs=16)
+    # what the test guards against: one nearest-neighbour resize leaves only black and white
+    plain = np.asarray(image.resize(size, Image.Resampling.NEAREST))
+    assert set(np.unique(plain)) <= {0, 255}  # at 2x: all black or all white
+
+
+@pytest.mark.parametrize(
+    ("original", "size"),
+    [
+        ((1280, 720), (1024, 576)),  # /faces' trio photo at the default side: nearest only
+        ((4000, 2250), (1024, 576)),  # reduce(3), then nearest
+        ((2048, 1152), (1024, 576)),  # exactly reduce(2)
+        ((1281, 719), (333, 187)),
+        ((640, 480), (640, 480)),  # nothing to do
+        ((50, 2000), (1, 40)),
+    ],
+)
+def test_shrink_returns_exactly_the_requested_size(original, size):
+    for mode in ("L", "RGB"):
+        out = shrink(Image.new(mode, original, "white"), size)
+        assert (out.size, out.mode) == (size, mode)
+    palette = shrink(Image.new("P", original), size)
+    assert (palette.size, palette.mode) == (size, "RGB")  # indices are never averaged
+
+
+def test_shrink_refuses_to_grow():
+    with pytest.raises(ValueError, match="not within"):
+        shrink(Image.new("L", (100, 100)), (101, 50))
+
+
+def test_photos_are_detected_at_1024_px_by_default():
+    assert PHOTO_SIDE == 1024
+    assert inspect.signature(FaceDetector.detect).parameters["max_side"].default == PHOTO_SIDE
+    settings = Settings(
+        model_path=Path("m.onnx"),
+        static_dir=None,
+        max_body_bytes=1,
+        max_pixels=1,
+        min_side=1,
+        threads=0,
+    )
+    assert settings.detect_side == PHOTO_SIDE  # EMOTION_DETECT_SIDE's default: test_settings
+
+
 def test_every_face_of_40_px_or_more_is_found_in_a_group_photo(detector):
-    photo, truth = group_photo()
+    photo, truth = group_photo()  # 1280x720: shrunk to the default side, 1024
     found = detector.detect(photo, min_size=24)
-    boxes = [f.as_box() for f in found]
-    missed = [t for t in truth if not any(matches(b, t) for b in boxes)]
-    assert not missed
+    scores = best_scores(found, truth)
+    assert all(score > 0.5 for score in scores), scores  # each true face has its own box
     assert len(found) == len(truth)  # and nothing else
     areas = [f.width * f.height for f in found]
     assert areas == sorted(areas, reverse=True)
+
+
+def test_a_large_photo_is_box_averaged_and_keeps_every_face(detector):
+    photo, truth = group_photo()
+    large = photo.resize((2560, 1440), Image.Resampling.BICUBIC)  # reduce(2) before detection
+    found = detector.detect(large, min_size=24)
+    scores = best_scores(found, scaled(truth, 2))
+    assert all(score > 0.5 for score in scores), scores
+    assert len(found) == len(truth)
+
+
+# Chelsea is left out: at about 900 px and more the detector finds her cat face whatever the
+# resampling (bilinear or a direct resize too), so it says nothing about the shrink.
+@pytest.mark.parametrize("name", ["coffee", "rocket", "hubble_deep_field"])
+def test_no_box_on_large_photos_without_faces(detector, name):
+    image = Image.fromarray(getattr(skdata, name)())
+    large = image.resize((image.width * 4, image.height * 4), Image.Resampling.BICUBIC)
+    assert detector.detect(large, min_size=24) == []  # shrunk by reduce(2 or 3), then nearest
 
 
 @pytest.mark.parametrize("name", NON_FACE_PHOTOS)

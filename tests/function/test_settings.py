@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from emotion import app as app_module
 from emotion.app import create_app
+from emotion.detect import PHOTO_SIDE
 from emotion.model import EmotionModel
 from emotion.settings import Settings
 from face_images import astronaut_face, encode
@@ -26,6 +27,7 @@ VARIABLES = (
     "EMOTION_MODEL",
     "EMOTION_THREADS",
     "EMOTION_STATIC_DIR",
+    "EMOTION_DETECT_SIDE",
 )
 
 
@@ -59,6 +61,7 @@ def test_defaults_are_the_readmes(clean_env):
     assert settings.model_path == MODEL
     assert documented["EMOTION_THREADS"] == "one per core" and settings.threads == 0
     assert documented["EMOTION_STATIC_DIR"].startswith("unset") and settings.static_dir is None
+    assert settings.detect_side == int(documented["EMOTION_DETECT_SIDE"]) == PHOTO_SIDE
 
 
 def test_every_variable_is_read(clean_env, tmp_path):
@@ -69,6 +72,7 @@ def test_every_variable_is_read(clean_env, tmp_path):
         "EMOTION_MODEL": str(tmp_path / "other.onnx"),
         "EMOTION_THREADS": "3",
         "EMOTION_STATIC_DIR": str(tmp_path),
+        "EMOTION_DETECT_SIDE": "640",
     }
     for name, value in values.items():
         clean_env.setenv(name, value)
@@ -76,6 +80,7 @@ def test_every_variable_is_read(clean_env, tmp_path):
     assert (settings.model_path, settings.static_dir) == (tmp_path / "other.onnx", tmp_path)
     assert (settings.max_body_bytes, settings.max_pixels) == (1234, 5678)
     assert (settings.min_side, settings.threads) == (21, 3)
+    assert settings.detect_side == 640
 
 
 @pytest.fixture
