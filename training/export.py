@@ -167,8 +167,8 @@ def started_from(args: dict) -> dict:
     init = Path(args["init"])
     before = init.with_suffix(".json")
     recipe = json.loads(before.read_text()).get("recipe", {}) if before.is_file() else {}
-    stage = args.get("train_from")
-    trained = f"{stage}, the stages after it and the head" if stage else "every layer"
+    frozen = args.get("frozen") or []
+    trained = f"every layer but {', '.join(frozen)} (kept as loaded)" if frozen else "every layer"
     return {"started_from": {"weights": str(init), "recipe": recipe, "trained": trained}}
 
 

@@ -89,11 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "re-balancing or fine-tuning a trained model rather than training from scratch",
     )
     p.add_argument(
-        "--train-from",
-        choices=STAGES,
-        help="with --init: train only this ResNet stage, the ones after it and the head; the\n"
-        "layers before stay exactly as loaded (weights and BatchNorm statistics), so the\n"
-        "committed model files change only where training did",
+        "--frozen",
+        nargs="+",
+        choices=PARTS,
+        default=[],
+        help="with --init: keep these parts of the ResNet body exactly as loaded (weights and\n"
+        "BatchNorm statistics); the committed model files then change only where training did",
     )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -169,27 +170,30 @@ class DeferredLogitAdjustment(Callback):
             log.info("epoch %d: logit adjustment on from here", self.epoch)
 
 
-# fastai's ResNet body: conv1, bn1, relu, maxpool, then these four stages (body[4:8]).
-STAGES = ("layer1", "layer2", "layer3", "layer4")
+# fastai's ResNet body: the stem (conv1, bn1, relu, maxpool), then four stages.
+PARTS = {"stem": slice(0, 4), "layer1": slice(4, 5), "layer2": slice(5, 6),
+         "layer3": slice(6, 7), "layer4": slice(7, 8)}  # fmt: skip
 
 
-class FreezeBelow(Callback):
-    """Keeps the body's modules before `stage` fixed: no gradients, and in eval mode on every
-    batch so their BatchNorm running statistics are not updated either (fastai's own freeze
-    trains BatchNorms)."""
+class Freeze(Callback):
+    """Keeps parts of the body fixed: no gradients, and in eval mode on every batch so their
+    BatchNorm running statistics are not updated either (fastai's own freeze trains
+    BatchNorms)."""
 
-    def __init__(self, stage: str):
-        self.first_trained = 4 + STAGES.index(stage)
+    def __init__(self, parts: list[str]):
+        self.parts = parts
 
-    def frozen(self) -> torch.nn.Module:
-        return self.learn.model[0][: self.first_trained]
+    def frozen(self) -> list[torch.nn.Module]:
+        return [self.learn.model[0][PARTS[part]] for part in self.parts]
 
     def before_fit(self) -> None:
-        for param in self.frozen().parameters():
-            param.requires_grad_(False)
+        for module in self.frozen():
+            for param in module.parameters():
+                param.requires_grad_(False)
 
     def before_batch(self) -> None:
-        self.frozen().eval()
+        for module in self.frozen():
+            module.eval()
 
 
 class EpochLog(CSVLogger):
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer"):
             setattr(args, key, saved.get(key, 0.0))
         args.live_aug = saved.get("live_aug", 0.0)
-        args.train_from = saved.get("train_from")
+        args.frozen = saved.get("frozen", [])
     card = training_card(args)
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
@@ -278,10 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.tau and args.defer:
         learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
 
-    if args.train_from:
+    if args.frozen:
         if not args.init:
-            raise SystemExit("--train-from needs --init: the frozen layers must be trained ones")
-        learn.add_cb(FreezeBelow(args.train_from))
+            raise SystemExit("--frozen needs --init: the frozen layers must be trained ones")
+        learn.add_cb(Freeze(args.frozen))
     if args.init and not (args.resume and last_checkpoint(run / "models") is not None):
         learn.model.load_state_dict(load_shipped(args.init).state_dict())
         log.info("starting from %s", args.init)

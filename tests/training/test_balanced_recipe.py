@@ -253,15 +253,15 @@ def test_balance_breaks_near_ties_in_mean_recall_by_accuracy():
     assert balance.WEIGHTS[:3] == (0.0, 0.02, 0.04) and balance.WEIGHTS[-1] == 1.0
 
 
-def test_warm_restart_from_a_stage_keeps_earlier_layers_bit_exact(shipped, faces_root, tmp_path):
-    """--train-from layer4: only layer4 and the head move; every earlier weight and BatchNorm
-    statistic is as loaded, so the committed model files change only where training did. The
-    card names the weights the run started from."""
+def test_warm_restart_keeps_frozen_parts_bit_exact(shipped, faces_root, tmp_path):
+    """--frozen stem layer1 layer2 layer3: only layer4 and the head move; every frozen weight
+    and BatchNorm statistic is as loaded, so the committed model files change only where
+    training did. The card names the weights the run started from."""
     run = tmp_path / "warm"
     start = shipped.with_suffix(".pth")
     train.main(["--train", str(faces_root), "--run", str(run), "--epochs", "1", "--bs", "8",
                 "--size", "48", "--valid-pct", "0.25", "--threads", "1", "--lr", "0.05",
-                "--init", str(start), "--train-from", "layer4"])  # fmt: skip
+                "--init", str(start), "--frozen", "stem", "layer1", "layer2", "layer3"])  # fmt: skip
     before = torch.load(start, weights_only=True)
     after = torch.load(run / "final.pth", weights_only=True)
     moved = {k.split(".")[:2] == ["0", "7"] or k.startswith("1.") for k in before
@@ -271,11 +271,11 @@ def test_warm_restart_from_a_stage_keeps_earlier_layers_bit_exact(shipped, faces
     out = tmp_path / "warm.onnx"
     export.main(["--run", str(run), "--out", str(out)])
     lineage = json.loads(out.with_suffix(".json").read_text())["recipe"]["started_from"]
-    assert lineage["weights"] == str(start) and lineage["trained"].startswith("layer4")
+    assert lineage["weights"] == str(start) and "layer3 (kept as loaded)" in lineage["trained"]
     assert lineage["recipe"]["epochs"] == 1  # the starting model's own recipe, carried
 
 
-def test_train_from_needs_trained_weights_to_start_from(faces_root, tmp_path):
+def test_frozen_parts_need_trained_weights_to_start_from(faces_root, tmp_path):
     with pytest.raises(SystemExit, match="--init"):
         train.main(["--train", str(faces_root), "--run", str(tmp_path / "r"), "--epochs", "1",
-                    "--train-from", "layer3"])  # fmt: skip
+                    "--frozen", "layer4"])  # fmt: skip
