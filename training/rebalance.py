@@ -31,15 +31,22 @@ from training.model import SoftTargetCrossEntropy
 log = logging.getLogger("training")
 
 
-def penultimate(model: torch.nn.Module, faces: list[data.Face], card: ModelCard, bs: int = 256):
-    """The last linear layer's inputs (eval mode), for the faces as the service sees them."""
+def penultimate(
+    model: torch.nn.Module, faces: list[data.Face], card: ModelCard, flip_mean: bool = False,
+    bs: int = 256,
+) -> torch.Tensor:  # fmt: skip
+    """The last linear layer's inputs (eval mode), for the faces as the service sees them.
+
+    With `flip_mean`, the mean of a face's and its mirror's: what the layer sees in the
+    served graph, whose baked mirror TTA averages the two logits (the layer is linear)."""
     head = model[1]
     trunk = torch.nn.Sequential(model[0], *list(head)[:-1])
     out = []
     with torch.no_grad():
         for i in range(0, len(faces), bs):
             x = torch.from_numpy(to_input([Image.open(f.path) for f in faces[i : i + bs]], card))
-            out.append(trunk(x))
+            features = trunk(x)
+            out.append((features + trunk(torch.flip(x, dims=[3]))) / 2 if flip_mean else features)
     return torch.cat(out)
 
 
@@ -71,18 +78,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cache", type=Path, help="keep the features here between runs")
+    p.add_argument(
+        "--flip-mean",
+        action="store_true",
+        help="fit on the mean features of each face and its mirror (as the served TTA sees it)",
+    )
     args = p.parse_args(argv)
 
     card = ModelCard.read(args.weights.with_suffix(".json"))
     model = load_shipped(args.weights)
     faces, _ = data.read_dataset(args.train)
     # Features belong to one set of weights: a cache made from other weights is recomputed.
-    source = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+    source = hashlib.sha256(args.weights.read_bytes()).hexdigest() + ("+flip" * args.flip_mean)
     cached = torch.load(args.cache) if args.cache and args.cache.is_file() else {}
     if isinstance(cached, dict) and cached.get("weights_sha256") == source:
         features = cached["features"]
     else:
-        features = penultimate(model, faces, card)
+        features = penultimate(model, faces, card, args.flip_mean)
         if args.cache:
             torch.save({"weights_sha256": source, "features": features}, args.cache)
     targets = torch.from_numpy(np.stack([f.target for f in faces])).float()
@@ -94,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     weights = save_weights(model, args.out)
     step = {"method": "last linear layer retrained with the logit-adjusted loss on the frozen "
             "network's features (soft targets, Adam)", "from": args.weights.name,
-            "faces": len(faces), "tau": args.tau, "epochs": args.epochs, "lr": args.lr}  # fmt: skip
+            "faces": len(faces), "tau": args.tau, "epochs": args.epochs, "lr": args.lr,
+            "features": "mean of face and mirror" if args.flip_mean else "face"}  # fmt: skip
     card.details["recipe"] = {**card.details.get("recipe", {}), "rebalance": step}
     card.details["logit_adjustment"] = {
         "train_tau": args.tau,

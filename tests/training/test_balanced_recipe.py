@@ -279,3 +279,24 @@ def test_frozen_parts_need_trained_weights_to_start_from(faces_root, tmp_path):
     with pytest.raises(SystemExit, match="--init"):
         train.main(["--train", str(faces_root), "--run", str(tmp_path / "r"), "--epochs", "1",
                     "--frozen", "layer4"])  # fmt: skip
+
+
+def test_flip_mean_features_give_the_served_graphs_logits(shipped, faces_root):
+    """rebalance --flip-mean fits the last layer on what it sees behind the baked mirror TTA."""
+    from emotion.preprocess import to_input
+    from training.rebalance import penultimate
+
+    model = export.load_shipped(shipped.with_suffix(".pth")).eval()
+    card = ModelCard.read(shipped.with_suffix(".json"))
+    faces, _ = data.read_dataset(faces_root)
+    faces = faces[:6]
+    last = model[1][-1]
+    assert last.bias is None  # the layer rebalance fits is weight-only
+    x = torch.from_numpy(to_input([Image.open(f.path) for f in faces], card))
+    with torch.no_grad():
+        served = export.exported_graph(model, True, None)(x)
+        plain = model(x)
+    mean = penultimate(model, faces, card, flip_mean=True)
+    assert torch.allclose(mean @ last.weight.T, served, atol=1e-4)
+    assert torch.allclose(penultimate(model, faces, card) @ last.weight.T, plain, atol=1e-4)
+    assert not torch.allclose(served, plain, atol=1e-3)
