@@ -209,6 +209,8 @@ def test_balance_picks_the_best_mean_recall_that_keeps_accuracy():
     log_prior = np.log([0.75, 0.25])
     assert balance.scores(logits, labels, log_prior, 0.0)["accuracy"] == 0.5
     assert balance.scores(logits, labels, log_prior, 1.0)["accuracy"] == 0.75  # prior flips two
+    jittered = np.array([[0.0, 1.0]] * 4)  # every re-framed crop called class 1
+    assert balance.scores(logits, labels, log_prior, 0.0, jittered)["jitter_loss"] == 0.25
 
 
 def test_rebalancing_the_last_layer_names_the_rare_class_more_often():
@@ -250,6 +252,8 @@ def test_balance_breaks_near_ties_in_mean_recall_by_accuracy():
             {"prior_weight": 0.50, "accuracy": 0.848, "mean_recall": 0.7400}]  # fmt: skip
     assert balance.pick(rows) == 0.44
     assert balance.pick(rows, tie=0.0) == 0.40
+    rows[1]["jitter_loss"] = 0.0219  # loses more than 2 points on re-framed crops: not picked
+    assert balance.pick(rows) == 0.40
     assert balance.WEIGHTS[:3] == (0.0, 0.02, 0.04) and balance.WEIGHTS[-1] == 1.0
 
 
