@@ -7,7 +7,8 @@ For each longer side /faces could shrink photos to (EMOTION_DETECT_SIDE): the me
 /faces benchmark's request; and on its group photo (eight faces, 40-150 px, some turned up
 to 45 degrees) the weakest face's score (each true face's best-scoring matching box, found at
 a threshold of 0.02 so a face under 0.5 still shows its score), how many of the eight are
-found at the shipped threshold (0.5) and how many other boxes there are.
+found at the shipped threshold (0.5) and how many other boxes there are. Also the trio
+photo's shrink to the default side: `shrink` against one Pillow BILINEAR resize.
 
 Writes bench/results/detect-sides.json and prints a markdown table. A benchmark, not a test:
 run it on an idle machine.
@@ -23,7 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from emotion.detect import PHOTO_SIDE, FaceDetector, default_model_path
+from PIL import Image
+
+from emotion.detect import PHOTO_SIDE, FaceDetector, default_model_path, shrink
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -42,6 +45,28 @@ def detect_ms(detector: FaceDetector, image, side: int, repeat: int) -> list[flo
         detector.detect(image, max_side=side)
         times.append((time.perf_counter() - started) * 1000)
     return times
+
+
+def resize_ms(repeat: int) -> dict:
+    """The default side's shrink of the trio photo, ours against one bilinear resize."""
+    trio, _ = trio_photo()
+    scale = PHOTO_SIDE / max(trio.size)
+    size = (round(trio.width * scale), round(trio.height * scale))
+
+    def p50(resize) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            resize()
+            times.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(times), 3)
+
+    return {
+        "from": list(trio.size),
+        "to": list(size),
+        "shrink_ms_p50": p50(lambda: shrink(trio, size)),
+        "bilinear_ms_p50": p50(lambda: trio.resize(size, Image.Resampling.BILINEAR)),
+    }
 
 
 def recall(detector: FaceDetector, side: int) -> dict:
@@ -107,10 +132,14 @@ def main(argv: list[str] | None = None) -> dict:
         "default_side": PHOTO_SIDE,
         "threshold": detector.threshold,
         "sides": measure(detector, tuple(args.sides), args.repeat),
+        "resize": resize_ms(args.repeat),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
+    r = result["resize"]
+    print(f"\nshrink {r['from'][0]}x{r['from'][1]} -> {r['to'][0]}x{r['to'][1]}: "
+          f"{r['shrink_ms_p50']} ms; one BILINEAR resize: {r['bilinear_ms_p50']} ms")  # fmt: skip
     return result
 
 

@@ -183,9 +183,9 @@ def shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
     First a box average by the whole factor k (`Image.reduce`, when k >= 2: a 4000 px photo's
     fine detail averages out instead of aliasing), then nearest-neighbour for the rest (< 2x).
-    Why not one resize: Pillow's BILINEAR downscale filters over the whole scale's support,
-    measured ~7 ms for 1280x720 -> 1024x576 against ~0.3 ms for NEAREST, and the detector
-    itself costs ~38 ms at 1280 px (issue 11's /faces target). Palette and other modes come
+    Why not one resize: Pillow's BILINEAR downscale filters over the whole scale's support;
+    for 1280x720 -> 1024x576 it took 4.7 ms against 0.18 ms for this, beside a 13 ms detection
+    (`python -m bench.detect_sides`, idle, 2026-11-29). Palette and other modes come
     back as RGB (the detector reads RGB anyway); L and RGB keep their mode.
     """
     width, height = size
