@@ -15,9 +15,10 @@ HOST ?= 127.0.0.1
 FERPLUS ?= ../shared/data/ferplus
 RUN ?= runs/ferplus-r34-64
 EPOCHS ?= 24
-# The shipped model's representation (plain soft targets, standard augmentation); its
-# classifier is then re-balanced (make rebalance). From-scratch balanced recipes (--tau 1,
-# --defer, --live-aug) scored lower: training/README.md.
+# The shipped model's first representation (plain soft targets, standard augmentation); it
+# was then warm-restarted twice with layer4 frozen and its classifier re-balanced (make
+# rebalance, make balance): training/README.md has the commands. From-scratch balanced
+# recipes (--tau 1, --defer, --live-aug) scored lower.
 TRAIN_ARGS ?= --tau 0 --live-aug 0
 MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
