@@ -176,9 +176,9 @@ PARTS = {"stem": slice(0, 4), "layer1": slice(4, 5), "layer2": slice(5, 6),
 
 
 class Freeze(Callback):
-    """Keeps parts of the body fixed: no gradients, and in eval mode on every batch so their
-    BatchNorm running statistics are not updated either (fastai's own freeze trains
-    BatchNorms)."""
+    """Keeps parts of the body fixed: no gradients, and in eval mode whenever fastai switches
+    the model to training (each epoch), so their BatchNorm running statistics are not updated
+    either (fastai's own freeze trains BatchNorms)."""
 
     def __init__(self, parts: list[str]):
         self.parts = parts
@@ -191,7 +191,7 @@ class Freeze(Callback):
             for param in module.parameters():
                 param.requires_grad_(False)
 
-    def before_batch(self) -> None:
+    def before_train(self) -> None:  # after TrainEvalCallback's model.train() (order -10)
         for module in self.frozen():
             module.eval()
 
@@ -236,6 +236,8 @@ class KeepLastCheckpoints(Callback):
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
+    if args.frozen and not args.init:
+        raise SystemExit("--frozen needs --init: the frozen layers must be trained ones")
     run: Path = args.run
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -283,8 +285,6 @@ def main(argv: list[str] | None = None) -> None:
         learn.add_cb(DeferredLogitAdjustment(round(args.epochs * args.defer)))
 
     if args.frozen:
-        if not args.init:
-            raise SystemExit("--frozen needs --init: the frozen layers must be trained ones")
         learn.add_cb(Freeze(args.frozen))
     if args.init and not (args.resume and last_checkpoint(run / "models") is not None):
         learn.model.load_state_dict(load_shipped(args.init).state_dict())
