@@ -40,9 +40,11 @@ export function cameraProblem(err) {
 
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera, analyser = null }) {
+    alerts, backoff, onNoCamera, analyser = null, personal = null }) {
+    // personal: the person's calibration (calibration.js); it sees the main face's raw answers
+    // and adjusts what is shown.
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera, analyser });
+      panel, alerts, backoff, onNoCamera, analyser, personal });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
@@ -240,8 +242,10 @@ export class Live {
         this.failing = false;
         this.answeredAt = at;
         // A crop without a face: its emotion is not shown (and the box may be dropped).
-        if (face.settle(readCheck(check, square, this.cropper.size), predictions, at)) {
+        const shown = this.personal ? this.personal.apply(predictions) : predictions;
+        if (face.settle(readCheck(check, square, this.cropper.size), shown, at)) {
           this.meter.add(rtt);
+          if (this.personal && face === this.mainFace()) this.personal.observe(predictions, at);
         }
         const wasBusy = this.busy;
         this.busy = false;
