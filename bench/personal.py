@@ -3,10 +3,14 @@
     python -m bench.personal [--valid DIR] [--train DIR] [--people 24] [--per-class 120]
 
 FER+ has no identities, so each simulated person is a fixed shift applied to FER+ Valid faces:
-their own resting face (a Neutral face from FER+ Train, blended into every expression: a
-fixed expression-intensity shift toward Neutral, 25-50%), their camera's light (gamma,
-contrast, brightness), blur and a crop offset. The served model (models/emotion.onnx, through
-EmotionModel, as /face classifies a crop sent as it is) reads every face once; then, for
+a fixed expression-intensity shift toward Neutral (FER+ Train's mean Neutral face blended into
+the face; by default each person shows each expression with their own intensity, 10-60% of
+the way to Neutral, as a person whose frown is faint but whose smile is broad; `--intensity
+uniform`: one 25-50% blend for all their expressions), their camera's light (gamma, contrast,
+brightness), blur and a crop offset. (`--resting other` blends in one other person's Neutral
+face instead: identity noise that no class shift can undo.) The served model
+(models/emotion.onnx, through EmotionModel, as /face classifies a crop sent as it is) reads
+every face once; then, for
 k = 1, 3, 10 frames per expression, k faces per class calibrate (emotion.recalibration.fit,
 the same fit as site/js/personal.js) and the person's other faces are scored uncalibrated and
 calibrated, over 5 draws of the calibration faces. The penalty is chosen on half of the
@@ -39,8 +43,8 @@ NEUTRAL = CLASSES.index("Neutral")
 
 @dataclass(frozen=True)
 class Person:
-    resting: Path  # their Neutral face, blended into every expression
-    blend: float
+    resting: Path | None  # one other person's Neutral face (--resting other), else the mean
+    blend: tuple[float, ...]  # toward Neutral, per class
     gamma: float
     contrast: float
     brightness: float
@@ -50,10 +54,15 @@ class Person:
     dy: float
 
     @classmethod
-    def draw(cls, rng: random.Random, neutral_faces: list[Path]) -> Person:
+    def draw(
+        cls, rng: random.Random, neutral_faces: list[Path], other: bool, per_class: bool
+    ) -> Person:
+        resting = rng.choice(neutral_faces)  # drawn either way: the same people otherwise
+        uniform = rng.uniform(0.25, 0.5)
+        blend = tuple(rng.uniform(0.1, 0.6) if per_class else uniform for _ in CLASSES)
         return cls(
-            resting=rng.choice(neutral_faces),
-            blend=rng.uniform(0.25, 0.5),
+            resting=resting if other else None,
+            blend=blend,
             gamma=float(np.exp(rng.uniform(np.log(0.6), np.log(1.7)))),
             contrast=rng.uniform(0.6, 1.0),
             brightness=rng.uniform(-25, 25),
@@ -63,9 +72,9 @@ class Person:
             dy=rng.uniform(-0.08, 0.08),
         )
 
-    def see(self, face: Image.Image, resting: Image.Image) -> Image.Image:
-        """The face as this person and their camera would show it."""
-        mixed = Image.blend(face, resting.resize(face.size), self.blend)
+    def see(self, face: Image.Image, label: int, resting: Image.Image) -> Image.Image:
+        """The face, showing expression `label`, as this person and their camera would show it."""
+        mixed = Image.blend(face, resting.resize(face.size), self.blend[label])
         w, h = mixed.size
         # Edge-padded, as a crop clamped to a larger photo shows more of the same background.
         padded = Image.fromarray(np.pad(np.asarray(mixed), w, mode="edge"))
@@ -177,14 +186,21 @@ def _read_people(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]
     labels = np.array([labels[i] for i in keep])
     train, train_labels = data.read_ferplus(args.train)
     neutral = [f.path for f, lab in zip(train, train_labels, strict=True) if lab == NEUTRAL]
+    mean_neutral = Image.fromarray(
+        np.mean([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in neutral], axis=0)
+        .round()
+        .astype(np.uint8)
+    )
     model = EmotionModel(args.model)
     rng = random.Random(args.seed)
     people = []
     for p in range(args.people):
-        person = Person.draw(rng, neutral)
-        resting = Image.open(person.resting).convert("L")
+        person = Person.draw(rng, neutral, args.resting == "other", args.intensity == "per-class")
+        resting = Image.open(person.resting).convert("L") if person.resting else mean_neutral
         chosen = person_faces(faces, labels, args.per_class, rng)
-        images = [person.see(Image.open(faces[i].path).convert("L"), resting) for i in chosen]
+        images = [
+            person.see(Image.open(faces[i].path).convert("L"), labels[i], resting) for i in chosen
+        ]
         probs = np.concatenate(
             [model.predict(images[s : s + 256]) for s in range(0, len(images), 256)]
         )
@@ -201,6 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--people", type=int, default=24)
     p.add_argument("--per-class", type=int, default=120)
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument(
+        "--resting",
+        choices=("mean", "other"),
+        default="mean",
+        help="the Neutral face blended in: FER+ Train's mean, or one other person's",
+    )
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
     people = read_people(args)
