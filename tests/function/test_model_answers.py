@@ -1,0 +1,112 @@
+"""Every probability the API answers is the model's own, for the crop the card's framing gives:
+/face and /faces are checked class by class against EmotionModel run here on the same crop, so
+a class reported under another's name, a crop framed differently, or a framing field the card
+states but serving ignores, all fail."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from emotion.decode import decode_image
+from emotion.framing import Framing, refine_crop
+from face_images import encode
+from face_scenes import group_photo, source
+
+from .conftest import MODEL
+
+PNG = {"content-type": "image/png"}
+JPEG = {"content-type": "image/jpeg"}
+
+
+def card_framing() -> Framing:
+    """The framing the card states, read from the JSON file itself (not via Framing.from_card)."""
+    block = json.loads(MODEL.with_suffix(".json").read_text())["framing"]
+    return Framing(**{f.name: block[f.name] for f in dataclasses.fields(Framing)})
+
+
+def by_name(probabilities: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """{class: probability} as the API rounds it, the class taken from the model's own order."""
+    return {name: round(float(p), 6) for name, p in zip(classes, probabilities, strict=True)}
+
+
+def page_crops() -> dict[str, Image.Image]:
+    """Crops as the page sends them (96 px, grayscale), and one without a face."""
+    astronaut = Image.fromarray(skdata.astronaut()).crop((130, 30, 320, 220))
+    camera = source("camera").image.crop((10, 10, 140, 140))
+    coffee = Image.fromarray(skdata.coffee()).crop((200, 100, 296, 196))
+    return {
+        "astronaut": astronaut.convert("L").resize((96, 96)),
+        "cameraman": camera.convert("L").resize((96, 96)),
+        "cameraman, colour, large": camera.resize((300, 300)),
+        "no face": coffee,
+    }
+
+
+@pytest.mark.parametrize("name", list(page_crops()))
+def test_face_answers_the_models_probabilities_for_the_framed_crop(
+    client, model, detector, settings, name
+):
+    crop = page_crops()[name]
+    raw = encode(crop)
+    body = client.post("/face", content=raw, headers=PNG).json()
+    image = decode_image(raw, settings.max_pixels, settings.min_side)
+    found = detector.find_in_crop(image, settings.crop_detect_side)
+    assert body["face"]["found"] is (found is not None)
+    expected = by_name(
+        model.predict([refine_crop(image, found, card_framing())])[0], model.card.classes
+    )
+    assert body["predictions"] == expected  # every class, under its own name
+    values = list(body["predictions"].values())
+    assert values == sorted(values, reverse=True)
+
+
+def test_the_cameramans_crop_tells_every_class_apart(client):
+    """The check above can see a swap of two classes only where they differ: here all 8 do."""
+    raw = encode(page_crops()["cameraman"])
+    values = client.post("/face", content=raw, headers=PNG).json()["predictions"].values()
+    assert len(set(values)) == 8
+
+
+def test_faces_answers_the_models_probabilities_for_each_framed_face(
+    client, model, detector, settings
+):
+    photo, truth = group_photo()
+    raw = encode(photo, "JPEG", quality=90)
+    body = client.post("/faces?max_faces=50&min_size=0", content=raw, headers=JPEG).json()
+    image = decode_image(raw, settings.max_pixels, settings.min_side)
+    found = detector.detect(image, max_side=settings.detect_side, min_size=0)
+    assert len(body["faces"]) == len(found) == len(truth)
+    framing = card_framing()
+    probabilities = model.predict([framing.crop(image, face) for face in found])  # one batch
+    for face, detection, probs in zip(body["faces"], found, probabilities, strict=True):
+        box = detection.as_box()  # the same face, in the same order (clipping may shift 1 px)
+        assert all(abs(face["box"][k] - box[k]) <= 1 for k in box), (face["box"], box)
+        assert face["predictions"] == by_name(probs, model.card.classes)
+    # Not vacuous: the framed crop and the bare detector box give different answers here.
+    bare = model.predict([image.crop((f.x, f.y, f.x + f.width, f.y + f.height)) for f in found])
+    assert np.abs(bare - probabilities).max() > 0.01
+
+
+def test_framing_built_from_the_card_is_the_card_every_field(model):
+    block = json.loads(MODEL.with_suffix(".json").read_text())["framing"]
+    framing = Framing.from_card(model.card.details)
+    fields = {f.name for f in dataclasses.fields(Framing)}
+    # Every setting the card's block holds is a Framing field (the rest is its record).
+    assert set(block) - {"rule", "measured"} == fields
+    assert dataclasses.asdict(framing) == {name: block[name] for name in fields}
+
+
+def test_framing_reads_every_field_even_when_not_the_default():
+    """The shipped card may equal a default (square: true); a card that sets every field to
+    something else must get all of them."""
+    defaults = Framing()
+    block = {"margin": defaults.margin + 0.2, "square": not defaults.square,
+             "shift_y": defaults.shift_y - 0.15}  # fmt: skip
+    assert set(block) == {f.name for f in dataclasses.fields(Framing)}
+    assert dataclasses.asdict(Framing.from_card({"framing": block})) == pytest.approx(block)
