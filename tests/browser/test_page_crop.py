@@ -1,0 +1,58 @@
+"""The server-mode crop (site/js/faces.js FaceCropper) in real Chromium: pure colours crop to
+the grey Pillow's convert("L") gives (what the model was trained on), and the JPEG the page
+sends decodes on the server to that grey."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from PIL import Image
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128), (200, 100, 50), (30, 60, 220)]
+
+CROP = """async (colours) => {
+  const { FaceCropper, CROP_SIZE } = await import('./js/faces.js');
+  const cropper = new FaceCropper();
+  const source = document.createElement('canvas');
+  source.width = 320;
+  source.height = 240;
+  const context = source.getContext('2d');
+  const square = { x: 40, y: 20, width: 200, height: 200 };
+  const out = [];
+  for (const [r, g, b] of colours) {
+    context.fillStyle = `rgb(${r}, ${g}, ${b})`;
+    context.fillRect(0, 0, source.width, source.height);
+    const crop = cropper.crop(source, square);
+    const pixels = crop.getContext('2d').getImageData(0, 0, crop.width, crop.height).data;
+    const centre = 4 * (crop.width * (crop.height >> 1) + (crop.width >> 1));
+    out.push({ size: [crop.width, crop.height, CROP_SIZE],
+               grey: [pixels[0], pixels[1], pixels[2], pixels[centre]],
+               jpeg: cropper.dataUrl(source, square) });
+  }
+  return out;
+}"""
+
+
+def pillow_grey(colour: tuple[int, int, int]) -> int:
+    return Image.new("RGB", (1, 1), colour).convert("L").getpixel((0, 0))
+
+
+def test_a_pure_colour_crops_to_pillows_grey(page, server):
+    page.goto(server)
+    crops = page.evaluate(CROP, COLOURS)
+    for colour, crop in zip(COLOURS, crops, strict=True):
+        grey = pillow_grey(colour)
+        width, height, size = crop["size"]
+        assert width == height == size
+        # R, G and B all carry the grey; exact for the pure primaries, within rounding else.
+        tolerance = 0 if colour.count(0) == 2 or len(set(colour)) == 1 else 1
+        for value in crop["grey"]:
+            assert abs(value - grey) <= tolerance, (colour, crop["grey"], grey)
+        raw = base64.b64decode(crop["jpeg"].split(",", 1)[1])
+        sent = Image.open(io.BytesIO(raw))
+        assert sent.size == (size, size)
+        centre = sent.convert("L").getpixel((size // 2, size // 2))
+        assert abs(centre - grey) <= 2, (colour, centre, grey)  # JPEG rounding
+    # Not vacuous: the primaries give three clearly different greys (a swap would show).
+    assert len({pillow_grey(c) for c in COLOURS[:3]}) == 3
