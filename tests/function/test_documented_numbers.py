@@ -207,3 +207,46 @@ def test_the_max_faces_setting_caps_the_parameter(model, detector, crowd):
     assert client.post("/faces?max_faces=5", content=crowd, headers=JPEG).status_code == 200
     refused = client.post("/faces?max_faces=6", content=crowd, headers=JPEG)
     assert refused.status_code == 400 and "from 1 to 5" in refused.json()["detail"]
+
+
+# --- limits as openapi.json and the README state them --------------------------------------
+
+
+@pytest.mark.parametrize("route", ["/face", "/faces"])
+def test_openapis_request_limits_are_the_settings(route):
+    body = SPEC["paths"][route]["post"]["requestBody"]["description"]
+    limits = re.search(
+        r"at most ([\d,]+) bytes and the image at most ([\d,]+) pixels.*each side at least (\d+) px",
+        body,
+    )
+    assert limits, body
+    settings = default_settings()
+    stated = [int(value.replace(",", "")) for value in limits.groups()]
+    assert stated == [settings.max_body_bytes, settings.max_pixels, settings.min_side]
+    assert stated == [
+        int(readme_table(name))
+        for name in ("EMOTION_MAX_BODY_BYTES", "EMOTION_MAX_PIXELS", "EMOTION_MIN_SIDE")
+    ]
+
+
+def test_max_faces_description_is_its_schema():
+    described = next(p for p in FACES["parameters"] if p["name"] == "max_faces")["description"]
+    schema = parameter("max_faces")
+    assert f"{schema['minimum']} to {schema['maximum']}" in described
+
+
+def test_health_says_the_readmes_input_size(env_client, model):
+    stated = int(readme(r'"input_size": (\d+)\}`\s+once the model is loaded'))
+    assert env_client.get("/health").json()["input_size"] == stated == model.card.input_size
+
+
+def test_the_model_file_sizes_are_the_readmes():
+    """`ls -l models/`: the sizes the README quotes, in MB (10^6 bytes), to one decimal."""
+    models = ROOT / "models"
+
+    def mb(name: str) -> str:
+        return f"{(models / name).stat().st_size / 1e6:.1f}"
+
+    compact, full = readme(r"`models/emotion-compact\.onnx` \(([\d.]+) MB against ([\d.]+) MB\)")
+    assert (compact, full) == (mb("emotion-compact.onnx"), mb("emotion.onnx"))
+    assert readme(r"MobileNet-0\.25 backbone \(([\d.]+) MB ONNX\)") == mb("face-detector.onnx")

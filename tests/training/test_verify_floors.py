@@ -5,6 +5,7 @@ comparison or bound fails here, not only a changed table)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,9 @@ def test_the_shipped_cards_meet_the_floors():
     assert valid["ece_15_bins"] <= verify.FLOORS["ece_15_bins"][1] <= 5 * valid["ece_15_bins"]
     assert valid["accuracy"] - 0.02 <= verify.FLOORS["accuracy"][1] <= valid["accuracy"]
     assert valid["mean_recall"] - 0.05 <= verify.FLOORS["mean_recall"][1] <= valid["mean_recall"]
+
+
+def test_the_tolerance_is_the_readmes():
+    text = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    (points,) = re.findall(r"differs from the card by more than ([\d.]+) points", text)
+    assert float(points) == pytest.approx(verify.TOLERANCE * 100)
