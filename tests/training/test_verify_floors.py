@@ -79,3 +79,12 @@ def test_the_tolerance_is_the_readmes():
     text = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     (points,) = re.findall(r"differs from the card by more than ([\d.]+) points", text)
     assert float(points) == pytest.approx(verify.TOLERANCE * 100)
+
+
+def test_every_row_is_held_to_its_own_floor(tmp_path, faces):  # noqa: F811
+    path, figures = truthful_model(tmp_path, faces, 1.0)
+    rows, _ = verify.verify(path, faces)
+    assert len(rows) == 3 + len(figures["recall"])
+    for row in rows:
+        name = "recall" if row.figure.startswith("recall[") else row.figure
+        assert row.floor == verify.FLOORS[name], row.figure
