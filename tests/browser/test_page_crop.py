@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+from pathlib import Path
 
+import pytest
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128), (200, 100, 50), (30, 60, 220)]
 
@@ -56,3 +61,56 @@ def test_a_pure_colour_crops_to_pillows_grey(page, server):
         assert abs(centre - grey) <= 2, (colour, centre, grey)  # JPEG rounding
     # Not vacuous: the primaries give three clearly different greys (a swap would show).
     assert len({pillow_grey(c) for c in COLOURS[:3]}) == 3
+
+
+# The live view: each face it analyses (Analyser.classify, on the server or on this device) with
+# the followed box it was cut around (the last Track whose `due` said yes: live.js asks it, then
+# crops at once), recorded through the classes' prototypes, which the page's instances use.
+LIVE_SPY = """async () => {
+  const { Analyser } = await import('./js/ondevice.js');
+  const { Track } = await import('./js/tracks.js');
+  window.__sent = [];
+  let box = null;
+  const due = Track.prototype.due;
+  Track.prototype.due = function (...args) {
+    const yes = due.apply(this, args);
+    if (yes) box = { ...this.box };
+    return yes;
+  };
+  const classify = Analyser.prototype.classify;
+  Analyser.prototype.classify = function (source, square, options) {
+    window.__sent.push({ square: { ...square }, box });
+    return classify.call(this, source, square, options);
+  };
+}"""
+# The README's sentence that gives each mode's margin.
+MARGINS = {
+    "server": r"goes out as a \d+ px crop with a (\d+)% margin",
+    "device": r"the margin the seed's design measured for tracking\.js boxes \((\d+)%\)",
+}
+
+
+@pytest.mark.parametrize("mode", list(MARGINS))
+def test_the_live_crop_around_a_face_has_the_readmes_margin(page, server, mode):
+    text = " ".join((ROOT / "README.md").read_text().split())
+    (margin,) = re.findall(MARGINS[mode], text)
+    page.goto(server)
+    if mode == "device":
+        page.get_by_label("Analyse on this device").check()
+        page.wait_for_function(
+            "() => ['ready', 'failed'].includes(document.getElementById('analyse-status').dataset.state)",
+            timeout=120_000,
+        )
+        status = page.locator("#analyse-status")
+        assert status.get_attribute("data-state") == "ready", status.text_content()
+    page.evaluate(LIVE_SPY)
+    page.get_by_role("button", name="Start camera").click()
+    page.wait_for_function("() => window.__sent.length >= 3", timeout=45_000)
+    sent = page.evaluate("() => window.__sent")
+    for crop in sent:
+        square, box = crop["square"], crop["box"]
+        assert box, "a crop went out for no followed box"
+        assert square["width"] < 480, "clamped by the frame: the margin cannot show"
+        # The face's box fills 1 / (1 + 2 x margin) of the crop's side: two thirds at 25%.
+        side = max(box["width"], box["height"])
+        assert square["width"] / side == pytest.approx(1 + 2 * int(margin) / 100), crop
