@@ -197,10 +197,10 @@ def app_check(args: argparse.Namespace, model: EmotionModel, detector, paths) ->
     agree = 0
     with contextlib.redirect_stdout(io.StringIO()):  # the app's request log lines and metrics
         client = TestClient(create_app(settings, model, detector))
-        for crops in (tight_crops(paths), loose_crops(paths, args.seed)):
+        for crops, mime in ((tight_crops(paths), "png"), (loose_crops(paths, args.seed), "jpeg")):
             expected = answers(through_face(crops, model, detector, framing, args.side), fill)
             for raw, want in zip(crops, expected, strict=True):
-                body = client.post("/face", content=raw, headers={"content-type": "image/jpeg"})
+                body = client.post("/face", content=raw, headers={"content-type": f"image/{mime}"})
                 agree += body.json()["top"] == classes[want]
     return {"crops": 2 * len(paths), "card_fill": framing.as_sent_fill, "same_top_class": agree}
 
