@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from emotion.decode import decode_image
-from emotion.framing import Framing, refine_crop
+from emotion.framing import Framing
 from face_images import encode
 from face_scenes import group_photo, source
 
@@ -24,10 +24,34 @@ PNG = {"content-type": "image/png"}
 JPEG = {"content-type": "image/jpeg"}
 
 
+# Framing's fields and where the card's `framing` block states each.
+CARD_KEYS = {"margin": ("margin",), "square": ("square",), "shift_y": ("shift_y",),
+             "as_sent_fill": ("as_sent", "fill")}  # fmt: skip
+
+
+def card_block() -> dict:
+    return json.loads(MODEL.with_suffix(".json").read_text())["framing"]
+
+
+def stated(block: dict, keys: tuple[str, ...]):
+    for key in keys:
+        block = block[key]
+    return block
+
+
 def card_framing() -> Framing:
     """The framing the card states, read from the JSON file itself (not via Framing.from_card)."""
-    block = json.loads(MODEL.with_suffix(".json").read_text())["framing"]
-    return Framing(**{f.name: block[f.name] for f in dataclasses.fields(Framing)})
+    return Framing(**{name: stated(card_block(), keys) for name, keys in CARD_KEYS.items()})
+
+
+def classified_crop(image: Image.Image, face) -> Image.Image:
+    """What /face classifies, by the card's own rule (`framing.as_sent.rule`): the crop as sent
+    when no face is found or the face's longer side is at least `fill` x the crop's longer
+    side; else the face, framed."""
+    fill = card_block()["as_sent"]["fill"]
+    if face is None or max(face.width, face.height) >= fill * max(image.size):
+        return image
+    return card_framing().crop(image, face)
 
 
 def expected(model, crops: list[Image.Image]) -> list[dict[str, float]]:
@@ -52,6 +76,8 @@ def page_crops() -> dict[str, Image.Image]:
         "astronaut": astronaut.convert("L").resize((96, 96)),
         "cameraman": camera.convert("L").resize((96, 96)),
         "cameraman, colour, large": camera.resize((300, 300)),
+        "astronaut, tight": astronaut.crop((35, 25, 150, 140)).convert("L").resize((96, 96)),
+        "cameraman, tight": source("camera").image.crop((40, 55, 115, 130)).convert("L"),
         "no face": coffee,
     }
 
@@ -66,13 +92,25 @@ def test_face_answers_the_models_probabilities_for_the_framed_crop(
     image = decode_image(raw, settings.max_pixels, settings.min_side)
     found = detector.find_in_crop(image, settings.crop_detect_side)
     assert body["face"]["found"] is (found is not None)
-    (answer,) = expected(model, [refine_crop(image, found, card_framing())])
+    (answer,) = expected(model, [classified_crop(image, found)])
     assert body["predictions"] == answer  # every class, under its own name
     if found is None:  # what was classified: the whole crop
         whole = {"x": 0, "y": 0, "width": image.width, "height": image.height}
         assert body["face"] == {"found": False, "score": 0.0, "box": whole}
     values = list(body["predictions"].values())
     assert values == sorted(values, reverse=True)
+
+
+def test_the_crops_take_both_ways(detector, settings):
+    """Among the crops above, faces re-framed and faces kept as sent (and no face)."""
+    kept, reframed, none = 0, 0, 0
+    for crop in page_crops().values():
+        image = decode_image(encode(crop), settings.max_pixels, settings.min_side)
+        face = detector.find_in_crop(image, settings.crop_detect_side)
+        none += face is None
+        kept += face is not None and classified_crop(image, face) is image
+        reframed += classified_crop(image, face) is not image
+    assert kept >= 2 and reframed >= 2 and none == 1
 
 
 def test_the_cameramans_crop_tells_every_class_apart(client):
@@ -104,19 +142,26 @@ def test_faces_answers_the_models_probabilities_for_each_framed_face(
 
 
 def test_framing_built_from_the_card_is_the_card_every_field(model):
-    block = json.loads(MODEL.with_suffix(".json").read_text())["framing"]
+    block = card_block()
     framing = Framing.from_card(model.card.details)
-    fields = {f.name for f in dataclasses.fields(Framing)}
-    # Every setting the card's block holds is a Framing field (the rest is its record).
-    assert set(block) - {"rule", "measured"} == fields
-    assert dataclasses.asdict(framing) == {name: block[name] for name in fields}
+    # Every Framing field is stated in the card, and every setting the block holds is a field
+    # (the rest is its record: the rule and how it was measured).
+    assert set(CARD_KEYS) == {f.name for f in dataclasses.fields(Framing)}
+    assert set(block) - {"rule", "measured"} == {keys[0] for keys in CARD_KEYS.values()}
+    assert dataclasses.asdict(framing) == {n: stated(block, k) for n, k in CARD_KEYS.items()}
 
 
 def test_framing_reads_every_field_even_when_not_the_default():
     """The shipped card may equal a default (square: true); a card that sets every field to
     something else must get all of them."""
     defaults = Framing()
-    block = {"margin": defaults.margin + 0.2, "square": not defaults.square,
-             "shift_y": defaults.shift_y - 0.15}  # fmt: skip
-    assert set(block) == {f.name for f in dataclasses.fields(Framing)}
-    assert dataclasses.asdict(Framing.from_card({"framing": block})) == pytest.approx(block)
+    changed = {"margin": defaults.margin + 0.2, "square": not defaults.square,
+               "shift_y": defaults.shift_y - 0.15, "as_sent_fill": 0.5}  # fmt: skip
+    assert set(changed) == set(CARD_KEYS) and changed["as_sent_fill"] != defaults.as_sent_fill
+    block: dict = {}
+    for name, keys in CARD_KEYS.items():
+        inner = block
+        for key in keys[:-1]:
+            inner = inner.setdefault(key, {})
+        inner[keys[-1]] = changed[name]
+    assert dataclasses.asdict(Framing.from_card({"framing": block})) == pytest.approx(changed)
