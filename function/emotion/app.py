@@ -20,7 +20,7 @@ from emotion import logs
 from emotion.decode import decode_image
 from emotion.detect import Detection, FaceDetector
 from emotion.errors import ClientError, ModelFileError, bad_request
-from emotion.framing import Framing, refine_crop
+from emotion.framing import Framing, pixel_box, refine_crop
 from emotion.model import EmotionModel, ranked
 from emotion.payload import image_bytes
 from emotion.settings import Settings
@@ -73,7 +73,7 @@ def create_app(
         body = {
             "predictions": predictions,
             "top": top,
-            "face": _face_block(face_found, image.size),
+            "face": _face_block(face_found, image.size, framing),
             "model": model.card.label,
             "detector": detector.label,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
@@ -188,13 +188,22 @@ def _clipped_box(face: Detection, size: tuple[int, int]) -> dict[str, int]:
     return {"x": left, "y": top, "width": max(0, right - left), "height": max(0, bottom - top)}
 
 
-def _face_block(face: Detection | None, size: tuple[int, int]) -> dict:
-    """/face's `face`: where the detector saw the face in the crop; when it saw none, the
-    whole crop (what was classified) with score 0."""
+def _face_block(face: Detection | None, size: tuple[int, int], framing: Framing) -> dict:
+    """/face's `face`: where the detector saw the face in the crop, and `region`, the part of
+    the crop the classifier saw (framed as the card says; it may reach past the crop's edges,
+    whose pixels then repeat), so a page can show exactly that. When it saw no face: the whole
+    crop (what was classified) with score 0."""
     if face is None:
         whole = {"x": 0, "y": 0, "width": size[0], "height": size[1]}
-        return {"found": False, "score": 0.0, "box": whole}
-    return {"found": True, "score": round(face.score, 4), "box": _clipped_box(face, size)}
+        return {"found": False, "score": 0.0, "box": whole, "region": whole}
+    left, top, right, bottom = pixel_box(framing.region(face))
+    region = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+    return {
+        "found": True,
+        "score": round(face.score, 4),
+        "box": _clipped_box(face, size),
+        "region": region,
+    }
 
 
 def _server_timing(timings: dict[str, float]) -> str:
