@@ -64,6 +64,11 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
         states.check("camera-face")
 
+        # What the model saw, open (and left open through the states below).
+        page.get_by_role("button", name="What the model saw").click()
+        expect(page.locator("#seen")).to_have_attribute("data-state", "shown", timeout=20_000)
+        states.check("model-saw")
+
         page.route("**/face", lambda route: route.abort())
         expect(page.locator("#result-state")).to_be_visible(timeout=10_000)
         states.check("paused")
@@ -91,7 +96,7 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         expect(page.locator("#analyse-status")).to_have_text(re.compile("Downloading"))
         expect(page.locator("#model-progress")).to_be_visible()
         states.check("device-downloading")
-        assert len(states.checked) == 7
+        assert len(states.checked) == 8
         states.assert_clean()
     finally:
         context.close()
