@@ -12,9 +12,19 @@ import { centreSquare, resizeBilinear, toGray } from './preprocess.js';
 const BOX = '#ffd166';
 const REGION = '#4cc9f0';
 
-/** The region's pixels of a gray image; outside it the nearest edge pixel repeats (framing.py). */
+/**
+ * The region's pixels of a gray image, as framing.py's crop_region cuts them: past the image's
+ * edges its edge pixels repeat; a region wholly outside it is its nearest corner's one pixel.
+ */
 export function cutRegion(gray, width, height, region) {
   const out = new Uint8Array(region.width * region.height);
+  const right = region.x + region.width;
+  const bottom = region.y + region.height;
+  if (Math.max(region.x, 0) >= Math.min(right, width) || Math.max(region.y, 0) >= Math.min(bottom, height)) {
+    const x = Math.min(Math.max(region.x, 0), width - 1);
+    const y = Math.min(Math.max(region.y, 0), height - 1);
+    return out.fill(gray[y * width + x]);
+  }
   for (let y = 0; y < region.height; y += 1) {
     const sy = Math.min(Math.max(region.y + y, 0), height - 1) * width;
     for (let x = 0; x < region.width; x += 1) {
@@ -129,7 +139,13 @@ export class ModelView {
     let colour = null;
     if (sent.dataUrl) {
       side = this.inputSize.server;
-      const image = await decode(sent.dataUrl);
+      let image;
+      try {
+        image = await decode(sent.dataUrl);
+      } catch {
+        if (job === this.drawing) this.say('This crop could not be shown.');
+        return;
+      }
       if (job !== this.drawing) return;
       width = image.naturalWidth;
       height = image.naturalHeight;

@@ -6,7 +6,10 @@ as /face's `region` says; on this device: the frame's pixels the page gave the o
 from __future__ import annotations
 
 import base64
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -17,7 +20,7 @@ from playwright.sync_api import expect
 from emotion.card import ModelCard
 from emotion.decode import decode_image
 from emotion.detect import FaceDetector
-from emotion.framing import Framing, refine_crop
+from emotion.framing import Framing, crop_region, refine_crop
 from emotion.preprocess import to_input, to_model_image
 from emotion.settings import Settings
 
@@ -35,6 +38,43 @@ READ_VIEW = """() => {
     return { input: read('seen-input'), zoom: read('seen-zoom'), sent: read('seen-sent'),
              note: document.getElementById('seen-note').textContent };
 }"""
+
+
+NODE_CHECK = """
+import { modelInput } from %s;
+let raw = '';
+for await (const chunk of process.stdin) raw += chunk;
+const out = JSON.parse(raw).map(({ w, h, gray, region, side }) => Buffer.from(
+  modelInput(Buffer.from(gray, 'base64'), w, h, region, side).pixels).toString('base64'));
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def test_regions_past_the_crops_edges_repeat_its_edge_pixels_as_the_server_does(tmp_path):
+    """seen.js's cut + preprocessing against framing.crop_region + to_model_image (node, no
+    browser): regions inside the crop, past each edge, wholly outside it, not square."""
+    node = shutil.which("node")
+    assert node, "node is missing (npm needs it too)"
+    card = ModelCard.read(Settings.from_env().model_path.with_suffix(".json"))
+    rng = np.random.default_rng(5)
+    crop = Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8), "L")
+    regions = [(26, 32, 47, 47), (-10, -5, 60, 60), (50, 60, 70, 70), (-20, 10, 140, 140),
+               (100, 100, 20, 20), (-30, -30, 10, 10), (5, 5, 40, 64), (0, 0, 96, 96), (0, 0, 1, 1), (-30, 10, 10, 20), (20, 100, 30, 8)]  # fmt: skip
+    cases = [
+        {"w": 96, "h": 96, "gray": base64.b64encode(crop.tobytes()).decode(),
+         "region": {"x": x, "y": y, "width": w, "height": h}, "side": card.input_size}
+        for x, y, w, h in regions
+    ]  # fmt: skip
+    script = tmp_path / "check.mjs"
+    script.write_text(NODE_CHECK % json.dumps((ROOT / "site/js/seen.js").as_uri()))
+    done = subprocess.run(
+        [node, str(script)], input=json.dumps(cases), capture_output=True, text=True, check=True
+    )
+    side = card.input_size
+    for (x, y, w, h), encoded in zip(regions, json.loads(done.stdout), strict=True):
+        js = np.frombuffer(base64.b64decode(encoded), dtype=np.uint8).reshape(side, side)
+        py = np.asarray(to_model_image(crop_region(crop, (x, y, x + w, y + h)), card))
+        assert np.array_equal(js, py), f"region {(x, y, w, h)}: {int((js != py).sum())} differ"
 
 
 def pixels(canvas: dict) -> np.ndarray:
