@@ -31,9 +31,14 @@ class States:
         self.failures: dict[str, list[str]] = {}
         self.checked: list[str] = []
 
-    def check(self, state: str) -> None:
+    def check(self, state: str, show: str | None = None) -> None:
+        """axe and the layout checks; then a screenshot of the top of the page, or of `show`."""
         self.page.wait_for_timeout(200)  # let transitions (bar widths) settle for the picture
         found = axe_violations(self.page) + layout_problems(self.page)
+        if show:
+            self.page.locator(show).first.scroll_into_view_if_needed()
+        else:
+            self.page.evaluate("() => scrollTo(0, 0)")
         self.page.screenshot(path=str(self.artifacts / f"a11y-{self.size}-{state}.png"))
         self.checked.append(state)
         if found:
@@ -57,7 +62,7 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
 
         page.set_input_files("#file", str(media["photo"]))
         expect(page.locator(".face-result").first).to_be_visible(timeout=30_000)
-        states.check("photo-results")
+        states.check("photo-results", show=".face-result")
 
         page.get_by_role("button", name="Start camera").click()
         expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
@@ -67,7 +72,7 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         # What the model saw, open (and left open through the states below).
         page.get_by_role("button", name="What the model saw").click()
         expect(page.locator("#seen")).to_have_attribute("data-state", "shown", timeout=20_000)
-        states.check("model-saw")
+        states.check("model-saw", show="#seen")
 
         page.route("**/face", lambda route: route.abort())
         expect(page.locator("#result-state")).to_be_visible(timeout=10_000)
