@@ -161,10 +161,12 @@ export class ModelView {
         return;
       }
       if (check.found) faceBox = check.box;
-      this.say(check.found
-        ? `The server found the face (score ${check.score.toFixed(2)}) and gave the model the `
-          + 'dashed square, in grayscale.'
-        : 'The server found no face in this crop, so the model was given all of it.');
+      const all = region.x === 0 && region.y === 0 && region.width === width
+        && region.height === height;
+      const found = `The server found the face (score ${(check.score || 0).toFixed(2)})`;
+      if (!check.found) this.say('The server found no face in this crop, so the model was given all of it.');
+      else if (all) this.say(`${found}; it fills the crop, so the model was given all of it.`);
+      else this.say(`${found} and gave the model the dashed square, in grayscale.`);
     } else {
       side = (this.analyser && this.analyser.inputSize) || 0;
       const { imageData, x, y } = sent;
