@@ -163,10 +163,9 @@ def _rounded(s: dict) -> dict:
 
 def read_people(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every simulated person's faces read once by the model (cached: the fits are cheap)."""
-    key = json.dumps(
-        [str(args.model), args.model.stat().st_size, args.people, args.per_class, args.seed]
-    )
-    cache = ROOT / "bench" / "results" / "personal-people.npz"
+    settings = [args.people, args.per_class, args.seed, args.resting, args.intensity]
+    key = json.dumps([str(args.model), args.model.stat().st_size, *settings])
+    cache = ROOT / "bench" / "results" / f"personal-people-{args.resting}-{args.intensity}.npz"
     if cache.is_file():
         stored = np.load(cache)
         if str(stored["key"]) == key:
@@ -222,6 +221,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=("mean", "other"),
         default="mean",
         help="the Neutral face blended in: FER+ Train's mean, or one other person's",
+    )
+    p.add_argument(
+        "--intensity",
+        choices=("per-class", "uniform"),
+        default="per-class",
+        help="how far toward Neutral: per person and expression, or one per person",
     )
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
