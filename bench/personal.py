@@ -103,6 +103,25 @@ def person_faces(
     return chosen
 
 
+FRAMES = 12  # --frames video: frames of each of the person's expressions
+
+
+def video_frame(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Another moment of the same expression: a little movement, light and sensor noise."""
+    w, h = image.size
+    dx, dy, zoom = rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.97, 1.03)
+    box = (
+        w * (0.5 + dx - zoom / 2), h * (0.5 + dy - zoom / 2),
+        w * (0.5 + dx + zoom / 2), h * (0.5 + dy + zoom / 2),
+    )  # fmt: skip
+    padded = Image.fromarray(np.pad(np.asarray(image), w, mode="edge"))
+    moved = padded.resize((w, h), Image.Resampling.BILINEAR, box=tuple(v + w for v in box))
+    noise = np.random.default_rng(rng.randrange(2**32)).normal(rng.uniform(-6, 6), 3, (h, w))
+    return Image.fromarray(
+        np.clip(np.asarray(moved, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+    )
+
+
 def calibration_draw(labels: np.ndarray, k: int, rng: random.Random) -> np.ndarray:
     """k faces per class for calibrating (never all of a class: some stay to be scored)."""
     mask = np.zeros(len(labels), dtype=bool)
@@ -163,9 +182,10 @@ def _rounded(s: dict) -> dict:
 
 def read_people(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every simulated person's faces read once by the model (cached: the fits are cheap)."""
-    settings = [args.people, args.per_class, args.seed, args.resting, args.intensity]
+    settings = [args.people, args.per_class, args.seed, args.resting, args.intensity, args.frames]
     key = json.dumps([str(args.model), args.model.stat().st_size, *settings])
-    cache = ROOT / "bench" / "results" / f"personal-people-{args.resting}-{args.intensity}.npz"
+    name = f"personal-people-{args.resting}-{args.intensity}-{args.frames}.npz"
+    cache = ROOT / "bench" / "results" / name
     if cache.is_file():
         stored = np.load(cache)
         if str(stored["key"]) == key:
@@ -196,10 +216,16 @@ def _read_people(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]
     for p in range(args.people):
         person = Person.draw(rng, neutral, args.resting == "other", args.intensity == "per-class")
         resting = Image.open(person.resting).convert("L") if person.resting else mean_neutral
-        chosen = person_faces(faces, labels, args.per_class, rng)
+        if args.frames == "video":
+            # One face per expression, the person's own, seen in FRAMES moments.
+            chosen = [i for i in person_faces(faces, labels, 1, rng) for _ in range(FRAMES)]
+        else:
+            chosen = person_faces(faces, labels, args.per_class, rng)
         images = [
             person.see(Image.open(faces[i].path).convert("L"), labels[i], resting) for i in chosen
         ]
+        if args.frames == "video":
+            images = [video_frame(image, rng) for image in images]
         probs = np.concatenate(
             [model.predict(images[s : s + 256]) for s in range(0, len(images), 256)]
         )
@@ -227,6 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=("per-class", "uniform"),
         default="per-class",
         help="how far toward Neutral: per person and expression, or one per person",
+    )
+    p.add_argument(
+        "--frames",
+        choices=("faces", "video"),
+        default="faces",
+        help="faces: every face of an expression is another FER face; video: the person has "
+        "one face per expression, seen in 12 frames",
     )
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
