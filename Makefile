@@ -83,9 +83,13 @@ $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/n
 	touch $@
 
 # --- serve ---------------------------------------------------------------------------------
+# Slow clients are bounded: a request head must arrive within EMOTION_HEAD_TIMEOUT (10 s,
+# emotion/serve.py), a body within EMOTION_BODY_TIMEOUT (30 s), and an idle keep-alive
+# connection is closed after 5 s (tests/function/test_slow_clients.py).
+SERVE_ARGS := --http emotion.serve:TimedH11Protocol --timeout-keep-alive 5 --no-access-log
 run: $(VENV)/.runtime site
 	EMOTION_STATIC_DIR=$(SITE_BUILD) $(VENV)/bin/uvicorn emotion.app:create_app --factory \
-		--host $(HOST) --port $(PORT) --no-access-log
+		--host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 # --- test ----------------------------------------------------------------------------------
 lint: $(VENV)/.dev

@@ -20,6 +20,10 @@ def _default_model() -> Path:
     return _HERE.parents[1] / "models" / "emotion.onnx"
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 @dataclass(frozen=True)
 class Settings:
     model_path: Path
@@ -32,6 +36,9 @@ class Settings:
     max_faces: int = 50  # cap on POST /faces?max_faces (each face costs one classification)
     detect_side: int = PHOTO_SIDE  # /faces: photos are shrunk to this longer side to detect
     crop_detect_side: int = CROP_SIDE  # /face: the crop is checked for a face at this size; 0: off
+    workers: int = field(default_factory=lambda: _cores())  # threads that decode and infer
+    queue: int = field(default_factory=lambda: 4 * _cores())  # requests waiting; then 503
+    body_timeout: float = 30.0  # seconds for a whole request body to arrive; then 408
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,4 +55,7 @@ class Settings:
             max_faces=int(env.get("EMOTION_MAX_FACES", 50)),
             detect_side=int(env.get("EMOTION_DETECT_SIDE", PHOTO_SIDE)),
             crop_detect_side=int(env.get("EMOTION_CROP_DETECT_SIDE", CROP_SIDE)),
+            workers=int(env.get("EMOTION_WORKERS", _cores())),
+            queue=int(env.get("EMOTION_QUEUE", 4 * _cores())),
+            body_timeout=float(env.get("EMOTION_BODY_TIMEOUT", 30.0)),
         )
