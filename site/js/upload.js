@@ -225,7 +225,7 @@ export class Upload {
         return result;
       } catch (err) {
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500
-          && err.status !== 429;
+          && !err.busy;
         if (refused) throw err;
         if (this.backoff.ready()) this.backoff.fail();
         const last = attempt >= attempts;
