@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 RATE_JS = Path(__file__).resolve().parents[1] / "site" / "js" / "rate.js"
+LIMITS_JS = RATE_JS.with_name("limits.js")
+
+
+def page_constant(path: Path, name: str) -> int:
+    """`export const NAME = <n>;` from the page's code: the stack and the page share it."""
+    match = re.search(rf"^export const {name} = ([\d_]+);", path.read_text(), re.M)
+    if not match:
+        raise ValueError(f"{path}: no `export const {name} = <n>;`")
+    return int(match[1])
 
 
 def page_send_rate(path: Path = RATE_JS) -> int:
@@ -35,7 +44,7 @@ PAGES_PER_CLIENT = 2
 # limit get the function's own 413 (EMOTION_MAX_BODY_BYTES); larger ones never reach it.
 LAMBDA_PAYLOAD_BYTES = 6_000_000
 EVENT_OVERHEAD_BYTES = 64_000  # headers (HTTP API allows 10 KB) + request context, generously
-MAX_BODY_BYTES = 4_000_000
+MAX_BODY_BYTES = page_constant(LIMITS_JS, "MAX_UPLOAD_BYTES")  # the page's, the server's
 assert 4 * -(-MAX_BODY_BYTES // 3) + EVENT_OVERHEAD_BYTES < LAMBDA_PAYLOAD_BYTES
 
 # CloudWatch Logs accepts only these retention periods (days).

@@ -10,6 +10,9 @@ from emotion.detect import CROP_SIDE, PHOTO_SIDE
 from emotion.detect import default_model_path as default_detector_path
 
 _HERE = Path(__file__).resolve().parent
+# The one upload limit: site/js/limits.js's MAX_UPLOAD_BYTES, which the page and the AWS stack
+# read (Lambda's event holds a 4 MB body once base64-encoded); tests check they agree.
+MAX_BODY_BYTES = 4_000_000
 
 
 def _default_model() -> Path:
@@ -28,7 +31,7 @@ def _cores() -> int:
 class Settings:
     model_path: Path
     static_dir: Path | None  # serve the page too (local only; Lambda never serves files)
-    max_body_bytes: int  # whole request; Lambda's payload limit is 6 MB
+    max_body_bytes: int  # whole request; site/js/limits.js's MAX_UPLOAD_BYTES (the stack's)
     max_pixels: int  # width * height, checked from the header before decoding
     min_side: int  # smaller images carry no face worth classifying
     threads: int  # ONNX Runtime intra-op threads
@@ -47,7 +50,7 @@ class Settings:
         return cls(
             model_path=Path(env.get("EMOTION_MODEL", _default_model())),
             static_dir=Path(static) if static else None,
-            max_body_bytes=int(env.get("EMOTION_MAX_BODY_BYTES", 5_000_000)),
+            max_body_bytes=int(env.get("EMOTION_MAX_BODY_BYTES", MAX_BODY_BYTES)),
             max_pixels=int(env.get("EMOTION_MAX_PIXELS", 16_000_000)),
             min_side=int(env.get("EMOTION_MIN_SIDE", 8)),
             threads=int(env.get("EMOTION_THREADS", 0)),  # 0: one per available core
