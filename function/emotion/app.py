@@ -23,6 +23,7 @@ from emotion.detect import Detection, FaceDetector
 from emotion.errors import ClientError, ModelFileError, bad_request
 from emotion.framing import Framing, refine_crop
 from emotion.model import EmotionModel, ranked
+from emotion.origin import OriginCheck
 from emotion.payload import image_bytes, read_body
 from emotion.pool import Pool
 from emotion.settings import Settings
@@ -166,7 +167,14 @@ def create_app(
         routes.append(Mount("/", app=_static_site(settings.static_dir, allowed)))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(logs.AccessLog)],
+        middleware=[
+            Middleware(logs.AccessLog),
+            *(
+                [Middleware(OriginCheck, secret=settings.origin_secret)]
+                if settings.origin_secret
+                else []
+            ),
+        ],
         exception_handlers={ClientError: _client_error, HTTPException: _http_error},
     )
     # `POST /face/` is a 404, not a redirect to a URL built from the request's Host header.

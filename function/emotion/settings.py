@@ -42,6 +42,7 @@ class Settings:
     workers: int = field(default_factory=lambda: _cores())  # threads that decode and infer
     queue: int = field(default_factory=lambda: 4 * _cores())  # requests waiting; then 503
     body_timeout: float = 30.0  # seconds for a whole request body to arrive; then 408
+    origin_secret: str | None = None  # on AWS: the header CloudFront adds (emotion/origin.py)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,4 +62,5 @@ class Settings:
             workers=int(env.get("EMOTION_WORKERS", _cores())),
             queue=int(env.get("EMOTION_QUEUE", 4 * _cores())),
             body_timeout=float(env.get("EMOTION_BODY_TIMEOUT", 30.0)),
+            origin_secret=env.get("EMOTION_ORIGIN_SECRET") or None,
         )

@@ -102,7 +102,8 @@ CASES = [
     ("min_size with a space", "POST", "/faces?min_size=%205", "image/png", PNG, 400, "bad_parameter"),
 ]  # fmt: skip
 # Documented errors that need a slow client or a busy server: test_slow_clients.py, test_pool.py.
-ELSEWHERE = {(408, "body_timeout"), (503, "busy")}
+# A call that skipped CloudFront: test_lambda_handler.py.
+ELSEWHERE = {(403, "forbidden"), (408, "body_timeout"), (503, "busy")}
 
 
 @pytest.mark.parametrize(
