@@ -24,7 +24,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
+.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy deploy-ci destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -172,6 +172,10 @@ synth: $(CDK_VENV)/.installed node_modules/.installed site
 # type ("The image manifest, config or layer media type ... is not supported", aws/aws-cdk#31548).
 deploy: $(CDK_VENV)/.installed node_modules/.installed site
 	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy $(CDK_ARGS)
+
+# The same for CI: no prompt for IAM or security-group changes (nobody is there to answer).
+deploy-ci: $(CDK_VENV)/.installed node_modules/.installed site
+	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy --require-approval never $(CDK_ARGS)
 
 # make smoke's two extra packages (boto3, Pillow), in the same light venv.
 $(CDK_VENV)/.smoke: infra/requirements-smoke.txt $(CDK_VENV)/.installed
