@@ -453,6 +453,10 @@ class EmotionStack(Stack):
                 sources=[s3deploy.Source.asset(str(site_dir), exclude=exclude)],
                 destination_bucket=self.bucket,
                 exclude=exclude,
+                # Content-hashed files (the compact model) go first and stay: pruning them here
+                # would delete the model the live manifest still names until the next step
+                # uploads the new one. Old ones are a few MB each (infra/README.md).
+                prune=name != "Hashed",
                 cache_control=[s3deploy.CacheControl.from_string(cache_control)],
                 distribution=self.distribution if last else None,
                 distribution_paths=["/*"] if last else None,
@@ -460,6 +464,9 @@ class EmotionStack(Stack):
             )
             if previous is not None:
                 deployment.node.add_dependency(previous)
+                # Every deployment makes an AWS CLI layer, but their shared handler (a
+                # singleton) uses the first one only: the others would be deployed for nothing.
+                deployment.node.try_remove_child("AwsCliLayer")
             previous = deployment
 
     def _own_auto_delete_logs(self, retention) -> None:

@@ -263,10 +263,21 @@ def test_bucket_deployment_ships_the_build_folder_and_invalidates(default, site_
     props = invalidating[0]["Properties"]
     assert props["DistributionId"] == {"Ref": logical_id(template, "AWS::CloudFront::Distribution")}
     assert props["DistributionPaths"] == ["/*"]
-    for deployment in deployments.values():
+    for name, deployment in deployments.items():
         props = deployment["Properties"]
         assert props["DestinationBucketName"] == {"Ref": logical_id(template, "AWS::S3::Bucket")}
-        assert props.get("Prune", True) is True
+        # Content-hashed files are never pruned: the page still live during the deploy names
+        # the old compact model until the next deployment uploads the new manifest.
+        assert props.get("Prune", True) is ("Hashed" not in name)
+    assert any("Hashed" in name for name in deployments)
+    # One AWS CLI layer, the one the shared deployment handler uses.
+    (layer_id,) = resources(template, "AWS::Lambda::LayerVersion")
+    handlers = [
+        f
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if "Layers" in f["Properties"]
+    ]
+    assert [h["Properties"]["Layers"] for h in handlers] == [[{"Ref": layer_id}]]
     # The staged sources together are build/site, less build leftovers and the header file,
     # each file in exactly one of them (tests/infra/test_infra_protection.py: Cache-Control).
     manifest = json.loads((outdir / "EmotionEvaluator.assets.json").read_text())
