@@ -197,7 +197,8 @@ lock: | $(VENV)/bin/python
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
 	$(PY) -m bench.run
-	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
+	$(PY) -m bench.faces_load  # /faces, /face's face check; 64 clients x 60 s mixed, /health p99
+	$(PY) -m bench.handler_timing > /dev/null  # /face, /faces through the Lambda handler
 	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
 
 clean:
