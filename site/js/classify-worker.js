@@ -95,6 +95,7 @@ async function load(manifestUrl) {
   post({
     type: 'ready',
     label: manifest.label,
+    inputSize: card.input_size,
     cached,
     bytes: manifest.bytes,
     threads: ort.env.wasm.numThreads,

@@ -14,15 +14,15 @@ import { DEVICE_CROP_MARGIN } from './ondevice.js';
 // tracking.js only has to propose new faces: verified ones follow the server's box between
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
 // initial scale of 1.25 find the 60 px faces a 320 px copy misses.
-const DETECT_EVERY_MS = 150;
-const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
+export const DETECT_EVERY_MS = 150;
+export const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
 export const DETECTION = {
   width: 480,
   options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
 };
 const MIN_SEND_GAP_MS = 33; // a camera gives ~30 frames/s: no point asking twice per frame
-const CROP_MARGIN = 0.25; // context around the box, so the server's detector sees a whole face
-const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
+export const CROP_MARGIN = 0.25; // context around the box, so the server's detector sees a whole face
+export const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
 
 export function cameraProblem(err) {
   const name = err && err.name;
@@ -40,9 +40,9 @@ export function cameraProblem(err) {
 
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera, analyser = null }) {
+    alerts, backoff, onNoCamera, analyser = null, seen = null }) {
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera, analyser });
+      panel, alerts, backoff, onNoCamera, analyser, seen });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
@@ -151,6 +151,7 @@ export class Live {
     this.stopButton.disabled = true;
     this.alerts.clear('live');
     this.panel.idle('Camera off');
+    if (this.seen) this.seen.clear();
     this.shown = '';
     this.meter.reset();
     this.stats.show({ faces: 0, rate: 0 });
@@ -230,11 +231,12 @@ export class Live {
     face.inFlight = controller;
     face.sentAt = now;
     // The analyser (ondevice.js) sends the crop to the server or runs the on-device model.
+    const keep = Boolean(this.seen && this.seen.open); // what the model saw, when it is shown
     const request = this.analyser
-      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal })
+      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal, keep })
       : classify(this.cropper.dataUrl(this.video, square), { signal: controller.signal });
     request
-      .then(({ predictions, face: check, rtt }) => {
+      .then(({ predictions, face: check, rtt, sent }) => {
         if (session !== this.session || !this.running) return;
         const at = performance.now();
         this.failing = false;
@@ -242,6 +244,7 @@ export class Live {
         // A crop without a face: its emotion is not shown (and the box may be dropped).
         if (face.settle(readCheck(check, square, this.cropper.size), predictions, at)) {
           this.meter.add(rtt);
+          if (sent && face === this.mainFace()) this.seen.show({ sent, check, box: face.box });
         }
         const wasBusy = this.busy;
         this.busy = false;
@@ -332,6 +335,7 @@ export class Live {
     } else {
       this.shown = '';
       this.panel.idle('No face in view');
+      if (this.seen && this.seen.shown) this.seen.clear('No face in view.');
     }
     if (now - this.lastStats >= 250) {
       this.lastStats = now;

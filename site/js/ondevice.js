@@ -155,8 +155,9 @@ export class Analyser {
     { state: 'loading' });
   }
 
-  showReady({ label, cached, bytes, threads }) {
+  showReady({ label, cached, bytes, threads, inputSize }) {
     this.label = label;
+    this.inputSize = inputSize; // what "What the model saw" (seen.js) resizes to
     if (this.status) this.status.dataset.threads = String(threads);
     if (this.progress) this.progress.hidden = true;
     if (this.modelInfo) this.modelInfo.dataset.device = label;
@@ -198,6 +199,7 @@ export class Analyser {
       this.canvas.height = h;
     }
     this.context.drawImage(source, x, y, w, h, 0, 0, w, h);
+    this.lastRegion = { x, y };
     return this.context.getImageData(0, 0, w, h);
   }
 
@@ -205,16 +207,25 @@ export class Analyser {
    * One face: `square` of `source` (a video, image, bitmap or canvas). On the server: the
    * cropper's small grayscale JPEG goes out as before. On this device: the region's own pixels
    * go to the worker, which preprocesses exactly as the server would (centre square of a
-   * region that is not square, grayscale, resize, normalise).
+   * region that is not square, grayscale, resize, normalise). keep: the answer also carries
+   * `sent`, what was classified (seen.js shows it; nothing is stored).
    */
-  async classify(source, square, { cropper, signal, sourceWidth, sourceHeight } = {}) {
-    if (!this.onDevice) return classifyOnServer(cropper.dataUrl(source, square), { signal });
+  async classify(source, square, { cropper, signal, sourceWidth, sourceHeight, keep } = {}) {
+    if (!this.onDevice) {
+      const dataUrl = cropper.dataUrl(source, square);
+      const answer = await classifyOnServer(dataUrl, { signal });
+      return keep ? { ...answer, sent: { dataUrl } } : answer;
+    }
     const started = performance.now();
     await this.load();
     const w = sourceWidth || source.videoWidth || source.naturalWidth || source.width;
     const h = sourceHeight || source.videoHeight || source.naturalHeight || source.height;
-    const { predictions } = await this.model.run(this.pixels(source, square, w, h));
+    const pixels = this.pixels(source, square, w, h);
+    // A copy: the worker takes the pixels' buffer.
+    const copy = keep && new ImageData(new Uint8ClampedArray(pixels.data), pixels.width, pixels.height);
+    const sent = copy && { imageData: copy, ...this.lastRegion };
+    const { predictions } = await this.model.run(pixels);
     if (signal && signal.aborted) throw new DOMException('Aborted', 'AbortError');
-    return { predictions, rtt: performance.now() - started };
+    return { predictions, rtt: performance.now() - started, ...(sent && { sent }) };
   }
 }
