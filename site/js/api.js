@@ -9,8 +9,9 @@ export const CLASSES = [
 export const TIMEOUT_MS = { face: 10_000, faces: 30_000, health: 10_000 };
 
 // Statuses that mean "busy, try again", not "broken": throttled (429, API Gateway and the
-// WAF), the server's full queue (503 `busy`, and Lambda throttling as the gateway passes it
-// on), a gateway timeout (504).
+// WAF), the server's full queue (503 `busy`), a gateway timeout (504). A throttled Lambda
+// never runs, so API Gateway answers for it, with a 5xx and its own `{"message": ...}` body
+// (the function's errors carry `error`): that reads as busy too.
 const BUSY = new Set([429, 503, 504]);
 
 export class ApiError extends Error {
@@ -22,7 +23,7 @@ export class ApiError extends Error {
   }
 
   get busy() {
-    return BUSY.has(this.status);
+    return BUSY.has(this.status) || (this.status >= 500 && this.code === 'gateway');
   }
 }
 
@@ -32,6 +33,7 @@ async function readError(response) {
   try {
     const body = await response.json();
     if (body && typeof body.error === 'string') code = body.error;
+    else if (body && typeof body.message === 'string') code = 'gateway'; // API Gateway's own
     if (body && typeof body.detail === 'string') detail = body.detail;
   } catch {
     // Not JSON (a proxy's error page, say): keep the status line.

@@ -118,20 +118,27 @@ def test_live_view_applies_the_cap_in_rate_js(page, console, server):
     assert console.errors == []
 
 
-def answering(status: int):
+def answering(status: int, body: str = THROTTLED):
     def fulfil(route) -> None:
-        route.fulfill(status=status, content_type="application/json", body=THROTTLED)
+        route.fulfill(status=status, content_type="application/json", body=body)
 
     return fulfil
 
 
 def test_busy_statuses_show_busy_retrying_not_an_error(page, server):
-    """429 (throttled), 503 (the server's full queue, Lambda throttling) and 504 (a gateway
-    timeout) all read as "Busy, retrying", never as "The server had a problem"."""
+    """429 (throttled), 503 (the server's full queue), 504 (a gateway timeout) and API
+    Gateway's own 500 for a throttled Lambda all read as "Busy, retrying", never as "The
+    server had a problem"."""
     sent = face_requests(page)
     start_live(page, server)
-    for status in (429, 503, 504):
-        throttle = answering(status)
+    lambda_throttled = json.dumps({"message": "Internal Server Error"})  # API Gateway's body
+    for status, body in (
+        (429, THROTTLED),
+        (503, THROTTLED),
+        (504, THROTTLED),
+        (500, lambda_throttled),
+    ):
+        throttle = answering(status, body)
         page.route(FACE, throttle)
         expect(page.locator("#status")).to_have_text("Busy, retrying…", timeout=10_000)
         expect(page.locator("#status")).not_to_have_class(re.compile("warning"))
