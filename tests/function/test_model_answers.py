@@ -92,11 +92,19 @@ def test_face_answers_the_models_probabilities_for_the_framed_crop(
     image = decode_image(raw, settings.max_pixels, settings.min_side)
     found = detector.find_in_crop(image, settings.crop_detect_side)
     assert body["face"]["found"] is (found is not None)
-    (answer,) = expected(model, [classified_crop(image, found)])
+    classified = classified_crop(image, found)
+    (answer,) = expected(model, [classified])
     assert body["predictions"] == answer  # every class, under its own name
-    if found is None:  # what was classified: the whole crop
-        whole = {"x": 0, "y": 0, "width": image.width, "height": image.height}
-        assert body["face"] == {"found": False, "score": 0.0, "box": whole}
+    # `region` says what was classified: the whole crop, or the framed face.
+    whole = {"x": 0, "y": 0, "width": image.width, "height": image.height}
+    if found is None:
+        assert body["face"] == {"found": False, "score": 0.0, "box": whole, "region": whole}
+    elif classified is image:
+        assert body["face"]["region"] == whole
+    else:
+        left, top, right, bottom = (round(v) for v in card_framing().region(found))
+        assert body["face"]["region"] == {"x": left, "y": top, "width": right - left,
+                                          "height": bottom - top}  # fmt: skip
     values = list(body["predictions"].values())
     assert values == sorted(values, reverse=True)
 
