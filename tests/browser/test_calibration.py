@@ -16,6 +16,7 @@ import pytest
 
 from face_images import data_url, encode
 from face_scenes import source
+from tests.browser.a11y import AXE, axe_violations, layout_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "emotion.onnx"
@@ -75,6 +76,7 @@ def calibrating_page(browser, neutral_server):
     context = browser.new_context(viewport={"width": 1100, "height": 1000}, accept_downloads=True)
     context.grant_permissions(["camera"], origin=neutral_server.rstrip("/"))
     context.add_init_script(FAKE_CAMERA)
+    context.add_init_script(path=str(AXE))
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page
@@ -111,6 +113,7 @@ def test_calibrate_to_my_face_shows_the_true_expression(
     page.click("#calibrate-start")
     page.wait_for_selector("#calibration-step[data-label=Neutral]")
     assert page.locator("#calibration-flow").is_visible()
+    assert axe_violations(page) == [] and layout_problems(page) == []  # the flow, accessible
     page.wait_for_selector("#calibration-step[data-label=Happiness]", timeout=30_000)
     page.evaluate("url => window.__camera.show(url)", astronaut)
     page.wait_for_selector("#calibration-step[data-label=Surprise]", timeout=30_000)
@@ -161,6 +164,8 @@ def test_calibrate_to_my_face_shows_the_true_expression(
         json.loads(page.evaluate("() => localStorage.getItem('emotion.personal.v1')"))["samples"]
     )
     page.click("#not-right")
+    assert page.locator("#not-right-picker").is_visible()
+    assert axe_violations(page) == []
     page.click("#not-right-choices button[data-label=Happiness]")
     after = json.loads(page.evaluate("() => localStorage.getItem('emotion.personal.v1')"))
     assert len(after["samples"]) > before
