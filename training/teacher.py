@@ -6,10 +6,11 @@ Valid face, so a student (or the next ResNet34) is distilled without the teacher
 
 `add` runs one exported member (ONNX, through the service's decoder and preprocessing, the
 member's own card and temperature-free logits) over FER+ Train and Valid and writes
-`<out>/<name>.npz` (float16 logits, ~0.5 MB) with the member's card label and the faces' file
-names, so rows are checked against the split they came from. `report` scores every member and
-the ensemble (mean of the members' probabilities) on Valid: accuracy, mean per-class recall,
-each class's recall and ECE (majority-vote protocol). Needs only the server's packages.
+`<out>/<name>.npz` (float16 logits, ~0.5 MB) with the member's card label and temperature
+and the faces' file names, so rows are checked against the split they came from. `report`
+scores every member and the ensemble (mean of the members' probabilities, each at its card's
+temperature) on Valid: accuracy, mean per-class recall, each class's recall and ECE
+(majority-vote protocol). Needs only the server's packages.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def file_logits(model: EmotionModel, paths: list[Path]) -> np.ndarray:
 
 def member_logits(model_path: Path, ferplus: Path) -> dict[str, np.ndarray]:
     model = EmotionModel(model_path)
-    out: dict[str, np.ndarray] = {"label": np.array(model.card.label)}
+    out: dict[str, np.ndarray] = {
+        "label": np.array(model.card.label),
+        "temperature": np.array(model.card.temperature),
+    }
     for split, folder in SPLITS.items():
         faces, _ = data.read_ferplus(ferplus / folder)
         out[f"{split}_names"] = np.array([f.path.name for f in faces])
@@ -75,8 +79,8 @@ def report(folder: Path, ferplus: Path) -> dict:
         stored = np.load(path)
         if not np.array_equal(stored["valid_names"], names):
             raise SystemExit(f"{path}: its Valid rows are not this FER+ Valid's faces")
-        # Temperature 1: the ensemble averages the members' own probabilities.
-        p = softmax(stored["valid_logits"].astype(np.float64))[kept]
+        # Each member's probabilities as it serves them (its card's temperature), averaged.
+        p = softmax(stored["valid_logits"].astype(np.float64) / float(stored["temperature"]))[kept]
         probs.append(p)
         members[path.stem] = {"model": str(stored["label"]), **valid_scores(p, hard)}
     if not probs:
