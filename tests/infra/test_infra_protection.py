@@ -21,7 +21,7 @@ from infra.config import (
     page_send_rate,
 )
 from infra.monitoring import METRICS_NAMESPACE
-from infra.stack import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
+from infra.frontend import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DESTROY = {"removalPolicy": "destroy"}
