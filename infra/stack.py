@@ -10,7 +10,10 @@
 - monitoring.py: alarms, topic, dashboard
 
 The stack picks what they share (log retention, removal policy, CloudFront's account-global
-names), hands each the others' parts it needs, and states the outputs.
+names), hands each the others' parts it needs, and states the outputs. The constructs make
+their resources in this stack's scope, so the logical IDs stay those of the one-class stack it
+replaced: a changed ID would make CloudFormation replace the resource (a new bucket, a new
+CloudFront address) on the next deploy.
 """
 
 from __future__ import annotations
