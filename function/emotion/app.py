@@ -26,6 +26,10 @@ from emotion.payload import image_bytes
 from emotion.settings import Settings
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+# POST /faces without ?max_faces / ?min_size (the page's on-device mode copies these:
+# site/js/retinaface.js's SERVICE).
+MAX_FACES = 20
+MIN_SIZE = 24
 
 
 def create_app(
@@ -82,8 +86,8 @@ def create_app(
 
     async def faces(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        max_faces = _int_param(request, "max_faces", 20, 1, settings.max_faces)
-        min_size = _int_param(request, "min_size", 24, 0, 100_000)
+        max_faces = _int_param(request, "max_faces", MAX_FACES, 1, settings.max_faces)
+        min_size = _int_param(request, "min_size", MIN_SIZE, 0, 100_000)
         data = await image_bytes(request, settings.max_body_bytes)
         image = decode_image(data, settings.max_pixels, settings.min_side)
         decoded = time.perf_counter()
