@@ -60,6 +60,6 @@ def publish(model: Path, out: Path, manifest_name: str = "compact.json") -> dict
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[3:] and sys.argv[3] not in FIELDS:
+    if len(sys.argv) not in (3, 4) or (len(sys.argv) == 4 and sys.argv[3] not in FIELDS):
         sys.exit(__doc__)
     print(json.dumps(publish(Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:])))

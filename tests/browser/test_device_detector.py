@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -209,8 +210,7 @@ def test_the_same_box_gives_the_same_classifier_crop(tmp_path):
     faces = [Detection(170.4, 40.5, 60.2, 75.5, 0.9), Detection(-20, -10, 80, 90, 0.9),
              Detection(250.5, 150.5, 90, 70, 0.9), Detection(400, 300, 50, 50, 0.9)]  # fmt: skip
     faces += [
-        Detection(*rng.uniform(-40, 260, 2), *rng.uniform(10, 150, 2), score=0.9)
-        for _ in range(30)
+        Detection(*rng.uniform(-40, 260, 2), *rng.uniform(10, 150, 2), score=0.9) for _ in range(30)
     ]
     payload = {"card": card, "w": image.width, "h": image.height, "rgba": _rgba(image),
                "faces": [dataclasses.asdict(f) for f in faces]}  # fmt: skip
@@ -424,7 +424,9 @@ def test_group_photo_on_device_gets_a_card_per_person_and_sends_nothing(
             re.compile(rf"Face {i + 1}: ({'|'.join(CLASSES)})")
         )
         expect(page.locator(f"#upload-bars-{i + 1} > li")).to_have_count(8)
-    page.locator("#upload-panel").screenshot(path=str(artifacts / "browser-upload-group-device.png"))
+    page.locator("#upload-panel").screenshot(
+        path=str(artifacts / "browser-upload-group-device.png")
+    )
     assert sent == [], f"on-device upload made requests: {sent}"
     assert not console.errors, console.errors
 
@@ -487,3 +489,24 @@ def test_a_file_that_is_not_an_image_is_said_plainly(page, console, server, tmp_
     expect(page.locator("#upload-status")).to_have_text("This file could not be read as an image.")
     expect(page.locator(".face-result")).to_have_count(0)
     assert sent == []
+
+
+def test_the_detector_downloads_once_only_in_on_device_mode(page, server):
+    """Server mode fetches no model; on-device mode fetches the detector (a hashed file,
+    <= 2 MB, matching its manifest) once, beside the classifier."""
+    models: list[str] = []
+    page.on("request", lambda r: "/models/" in r.url and models.append(r.url.rsplit("/", 1)[-1]))
+    page.goto(server)
+    page.wait_for_timeout(1000)
+    assert models == [], f"server mode fetched {models}"
+    choose_device(page)
+    manifest = httpx.get(server + "models/detector.json").json()
+    assert sorted(m for m in models if m.startswith(("face-detector", "detector"))) == sorted(
+        ["detector.json", manifest["file"]]
+    )
+    model = httpx.get(server + "models/" + manifest["file"]).content
+    assert re.fullmatch(r"face-detector\.[0-9a-f]{8}\.onnx", manifest["file"])
+    assert len(model) == manifest["bytes"] <= 2_000_000
+    assert hashlib.sha256(model).hexdigest() == manifest["sha256"] == _card()["sha256"]
+    for field in ("mean_bgr", "anchors", "thresholds", "pad_multiple"):
+        assert manifest[field] == _card()[field]
