@@ -194,6 +194,7 @@ bench: $(VENV)/.dev site
 	$(PY) -m bench.run
 	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
 	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
+	$(PY) -m bench.ondevice_live  # the live view on the device, every crop checked
 
 clean:
 	rm -rf build cdk.out .pytest_cache
