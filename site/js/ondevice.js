@@ -244,7 +244,8 @@ export class Analyser {
         imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none',
       });
     } catch {
-      throw new OnDeviceError('This file could not be read as an image.');
+      // The page's <img> shows what it could read of a truncated file; the whole is needed.
+      throw new OnDeviceError('The image data is truncated or corrupt.');
     }
     const { width, height } = bitmap;
     const canvas = document.createElement('canvas');

@@ -510,3 +510,20 @@ def test_the_detector_downloads_once_only_in_on_device_mode(page, server):
     assert hashlib.sha256(model).hexdigest() == manifest["sha256"] == _card()["sha256"]
     for field in ("mean_bgr", "anchors", "thresholds", "pad_multiple"):
         assert manifest[field] == _card()[field]
+
+
+@pytest.mark.parametrize("mode", ["server", "device"])
+def test_a_truncated_photo_is_said_plainly(page, server, tmp_path, mode):
+    """Half a JPEG: Chromium's <img> shows what it could read, but neither the server nor the
+    page analyses it; both say the data is truncated or corrupt, and no card appears."""
+    whole = _encode(trio_photo()[0], "JPEG", quality=90)
+    path = tmp_path / "half.jpg"
+    path.write_bytes(whole[: len(whole) // 2])
+    page.goto(server)
+    if mode == "device":
+        choose_device(page)
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#upload-status")).to_have_text(
+        re.compile(r"^The photo could not be analysed: .*truncated or corrupt\.")
+    )
+    expect(page.locator(".face-result")).to_have_count(0)
