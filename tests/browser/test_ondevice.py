@@ -279,7 +279,9 @@ def test_live_view_on_device_sends_nothing_and_survives_offline(page, console, s
     # CI run alike, with the compact model,
     # which keeps the mirror TTA (two passes a face: without it the rare classes fall under
     # issue 15's floors). The floor is 10 so a busy or cold CI run does not fail a working
-    # page; a stalled pipeline still fails it. The measured rate is in artifacts/.
+    # page; a stalled pipeline still fails it. The measured rate is in artifacts/. Since issue
+    # 22 each crop is also checked by the detector first (worker time per crop +12%, on a busy
+    # machine: python -m bench.ondevice_live); the idle rate is to be re-measured.
     assert rate >= 10, f"{rate:.1f} predictions/s on this device (target 15, floor 10)"
     assert not [e for e in console.errors if "ERR_INTERNET_DISCONNECTED" not in e], console.errors
 
