@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,7 +21,7 @@ from emotion import logs
 from emotion.decode import decode_image
 from emotion.detect import Detection, FaceDetector
 from emotion.errors import ClientError, ModelFileError, bad_request
-from emotion.framing import Framing, refine_crop
+from emotion.framing import Framing, pixel_box, refine_crop
 from emotion.model import EmotionModel, ranked
 from emotion.payload import image_bytes
 from emotion.settings import Settings
@@ -77,7 +78,7 @@ def create_app(
         body = {
             "predictions": predictions,
             "top": top,
-            "face": _face_block(face_found, image.size),
+            "face": _face_block(face_found, image, framing),
             "model": model.card.label,
             "detector": detector.label,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
@@ -192,13 +193,24 @@ def _clipped_box(face: Detection, size: tuple[int, int]) -> dict[str, int]:
     return {"x": left, "y": top, "width": max(0, right - left), "height": max(0, bottom - top)}
 
 
-def _face_block(face: Detection | None, size: tuple[int, int]) -> dict:
-    """/face's `face`: where the detector saw the face in the crop; when it saw none, the
-    whole crop (what was classified) with score 0."""
+def _face_block(face: Detection | None, image: Image.Image, framing: Framing) -> dict:
+    """/face's `face`: where the detector saw the face in the crop, and `region`, the part of
+    the crop the classifier was given (framed as the card says, or all of it when the crop is
+    classified as sent; it may reach past the crop's edges, whose pixels then repeat), so a page
+    can show exactly that. When it saw no face: the whole crop with score 0."""
+    whole = {"x": 0, "y": 0, "width": image.width, "height": image.height}
     if face is None:
-        whole = {"x": 0, "y": 0, "width": size[0], "height": size[1]}
-        return {"found": False, "score": 0.0, "box": whole}
-    return {"found": True, "score": round(face.score, 4), "box": _clipped_box(face, size)}
+        return {"found": False, "score": 0.0, "box": whole, "region": whole}
+    region = whole
+    if not framing.keeps(image, face):
+        left, top, right, bottom = pixel_box(framing.region(face))
+        region = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+    return {
+        "found": True,
+        "score": round(face.score, 4),
+        "box": _clipped_box(face, image.size),
+        "region": region,
+    }
 
 
 def _server_timing(timings: dict[str, float]) -> str:

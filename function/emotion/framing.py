@@ -63,11 +63,16 @@ class Framing:
         return crop_region(image, self.region(face))
 
 
+def pixel_box(region: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The whole pixels a region covers (at least one each way): what crop_region cuts."""
+    left, top, right, bottom = (round(v) for v in region)
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
 def crop_region(image: Image.Image, region: tuple[float, float, float, float]) -> Image.Image:
     """The region's pixels; parts outside the image repeat its nearest edge (as training's
     reframe does), rather than black bars the model never saw."""
-    left, top, right, bottom = (round(v) for v in region)
-    right, bottom = max(right, left + 1), max(bottom, top + 1)
+    left, top, right, bottom = pixel_box(region)
     inside = (max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height))
     if inside == (left, top, right, bottom):
         return image.crop(inside)

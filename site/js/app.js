@@ -5,6 +5,7 @@ import { Backoff, describe, health } from './api.js';
 import { Bars } from './bars.js';
 import { Live } from './live.js';
 import { Analyser } from './ondevice.js';
+import { ModelView } from './seen.js';
 import { Upload } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
@@ -81,13 +82,14 @@ class Stats {
   }
 }
 
-async function checkServer(alerts, modelInfo, backoff) {
+async function checkServer(alerts, modelInfo, backoff, onHealth = () => {}) {
   for (;;) {
     try {
       const body = await health();
       alerts.clear('health');
       backoff.succeed();
       if (body && body.model) modelInfo.textContent = `Model: ${body.model}`;
+      if (body) onHealth(body);
       return;
     } catch (err) {
       if (backoff.ready()) backoff.fail();
@@ -126,6 +128,18 @@ function main() {
     analyser,
   });
 
+  const seen = new ModelView({
+    toggle: $('seen-toggle'),
+    panel: $('seen'),
+    note: $('seen-note'),
+    input: $('seen-input'),
+    zoom: $('seen-zoom'),
+    zoomMarks: $('seen-zoom-marks'),
+    sent: $('seen-sent'),
+    sentMarks: $('seen-sent-marks'),
+    analyser,
+  });
+
   const live = new Live({
     video: $('video'),
     overlay: $('overlay'),
@@ -139,6 +153,7 @@ function main() {
     alerts,
     backoff,
     analyser,
+    seen,
     onNoCamera: () => {
       uploadPanel.classList.add('suggested');
       $('upload-intro').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
@@ -152,7 +167,9 @@ function main() {
   }
   window.addEventListener('pagehide', () => live.stop());
   document.body.dataset.ready = 'true';
-  checkServer(alerts, $('model-info'), backoff);
+  checkServer(alerts, $('model-info'), backoff, (body) => {
+    seen.inputSize.server = body.input_size || 0;
+  });
   return { live, upload, analyser };
 }
 

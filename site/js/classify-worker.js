@@ -10,7 +10,7 @@ import * as ort from '../vendor/ort/ort.wasm.min.js';
 import { probabilities, toInput } from './preprocess.js';
 import { modelFiles, readManifest } from './model-file.js';
 import { Detector } from './detector.js';
-import { cropRegion, framingOf, region } from './framing.js';
+import { cropRegion, framingOf, keeps, pixelBox, region as framed } from './framing.js';
 import { clippedBox } from './retinaface.js';
 
 let session = null;
@@ -59,6 +59,7 @@ async function load(manifestUrl, detectorUrl) {
     type: 'ready',
     label: manifest.label,
     detector: detectorCard.label,
+    inputSize: card.input_size,
     cached: model.cached && detectorFile.cached,
     bytes,
     threads: ort.env.wasm.numThreads,
@@ -76,16 +77,19 @@ async function run(rgba, width, height) {
 }
 
 /** /face on this device: where the crop's face is (checked at `side`, as the server does),
- * and its expression, read from the face framed as the card says (the whole crop if none). */
+ * and its expression, read from the face framed as the card says, or from the crop as sent
+ * when no face is found or the face fills it (refine_crop). `face` is /face's block. */
 async function check(rgba, width, height, { side }) {
   const [face = null] = await detector.detect(rgba, width, height, { maxSide: side, upscale: true });
-  const crop = face
-    ? cropRegion(rgba, width, height, region(face, framingOf(card)))
-    : { data: rgba, width, height };
+  const framing = framingOf(card);
+  const kept = keeps(face, width, height, framing);
+  const [x1, y1, x2, y2] = kept ? [0, 0, width, height] : pixelBox(framed(face, framing));
+  const crop = kept ? { data: rgba, width, height } : cropRegion(rgba, width, height, [x1, y1, x2, y2]);
   const predictions = await run(crop.data, crop.width, crop.height);
+  const region = { x: x1, y: y1, width: x2 - x1, height: y2 - y1 }; // what the model read
   const block = face
-    ? { found: true, score: face.score, box: clippedBox(face, width, height) }
-    : { found: false, score: 0, box: { x: 0, y: 0, width, height } };
+    ? { found: true, score: face.score, box: clippedBox(face, width, height), region }
+    : { found: false, score: 0, box: region, region };
   return { predictions, face: block };
 }
 
@@ -95,7 +99,7 @@ async function photo(rgba, width, height, { maxSide, minSize, maxFaces }) {
   const framing = framingOf(card);
   const faces = [];
   for (const face of found.slice(0, maxFaces)) {
-    const crop = cropRegion(rgba, width, height, region(face, framing));
+    const crop = cropRegion(rgba, width, height, framed(face, framing));
     faces.push({
       box: clippedBox(face, width, height), // as /faces answers it
       detection: { x: face.x, y: face.y, width: face.width, height: face.height },

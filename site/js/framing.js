@@ -7,7 +7,24 @@ const DEFAULTS = { margin: 0.1, square: true, shift_y: 0 };
 
 /** framing.Framing.from_card: the card's block, with the same defaults. */
 export function framingOf(card) {
-  return { ...DEFAULTS, ...(card && card.framing) };
+  const block = (card && card.framing) || {};
+  const fill = block.as_sent && block.as_sent.fill;
+  return { ...DEFAULTS, ...block, asSentFill: fill == null ? null : Number(fill) };
+}
+
+/** Framing.keeps (/face): is a crop of (width, height) classified as sent? Yes without a
+ * face, or when the face's longer side fills the card's `as_sent.fill` of the crop's. */
+export function keeps(face, width, height, framing) {
+  if (!face) return true;
+  const fill = Math.max(face.width, face.height) / Math.max(width, height);
+  return framing.asSentFill !== null && fill >= framing.asSentFill;
+}
+
+/** framing.pixel_box: the whole pixels a region covers (at least one each way). */
+export function pixelBox([l, t, r, b]) {
+  const left = roundHalfEven(l);
+  const top = roundHalfEven(t);
+  return [left, top, Math.max(roundHalfEven(r), left + 1), Math.max(roundHalfEven(b), top + 1)];
 }
 
 /** Framing.region: (left, top, right, bottom) in the image's pixels; may reach outside it. */
@@ -24,11 +41,8 @@ export function region(face, framing) {
 
 /** framing.crop_region on RGBA pixels: the region's pixels; parts outside the image repeat
  * its nearest edge (as training's reframe does), not black bars the model never saw. */
-export function cropRegion(rgba, width, height, [l, t, r, b]) {
-  const left = roundHalfEven(l);
-  const top = roundHalfEven(t);
-  const right = Math.max(roundHalfEven(r), left + 1);
-  const bottom = Math.max(roundHalfEven(b), top + 1);
+export function cropRegion(rgba, width, height, region) {
+  const [left, top, right, bottom] = pixelBox(region);
   const w = right - left;
   const h = bottom - top;
   const out = new Uint8ClampedArray(w * h * 4);

@@ -40,9 +40,9 @@ export function cameraProblem(err) {
 
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera, analyser = null }) {
+    alerts, backoff, onNoCamera, analyser = null, seen = null }) {
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera, analyser });
+      panel, alerts, backoff, onNoCamera, analyser, seen });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
@@ -151,6 +151,7 @@ export class Live {
     this.stopButton.disabled = true;
     this.alerts.clear('live');
     this.panel.idle('Camera off');
+    if (this.seen) this.seen.clear();
     this.shown = '';
     this.meter.reset();
     this.stats.show({ faces: 0, rate: 0 });
@@ -230,11 +231,12 @@ export class Live {
     face.inFlight = controller;
     face.sentAt = now;
     // The analyser (ondevice.js) sends the crop to the server or runs the on-device model.
+    const keep = Boolean(this.seen && this.seen.open); // what the model saw, when it is shown
     const request = this.analyser
-      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal })
+      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal, keep })
       : classify(this.cropper.dataUrl(this.video, square), { signal: controller.signal });
     request
-      .then(({ predictions, face: check, cropSize, rtt }) => {
+      .then(({ predictions, face: check, cropSize, rtt, sent }) => {
         if (session !== this.session || !this.running) return;
         const at = performance.now();
         this.failing = false;
@@ -245,6 +247,7 @@ export class Live {
         const checked = readCheck(check, square, cropSize || this.cropper.size);
         if (face.settle(checked, predictions, at)) {
           this.meter.add(rtt);
+          if (sent && face === this.mainFace()) this.seen.show({ sent, check, box: face.box });
         }
         const wasBusy = this.busy;
         this.busy = false;
@@ -335,6 +338,7 @@ export class Live {
     } else {
       this.shown = '';
       this.panel.idle('No face in view');
+      if (this.seen && this.seen.shown) this.seen.clear('No face in view.');
     }
     if (now - this.lastStats >= 250) {
       this.lastStats = now;

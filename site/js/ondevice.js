@@ -161,8 +161,9 @@ export class Analyser {
     { state: 'loading' });
   }
 
-  showReady({ label, cached, bytes, threads }) {
+  showReady({ label, cached, bytes, threads, inputSize }) {
     this.label = label;
+    this.inputSize = inputSize; // what "What the model saw" (seen.js) resizes to
     if (this.status) this.status.dataset.threads = String(threads);
     if (this.progress) this.progress.hidden = true;
     if (this.modelInfo) this.modelInfo.dataset.device = label;
@@ -204,29 +205,40 @@ export class Analyser {
       this.canvas.height = h;
     }
     this.context.drawImage(source, x, y, w, h, 0, 0, w, h);
+    this.lastRegion = { x, y };
     return this.context.getImageData(0, 0, w, h);
   }
 
   /**
    * One face: `square` of `source` (a video, image, bitmap or canvas). On the server: the
    * cropper's small grayscale JPEG goes out as before. On this device: the region's own pixels
-   * go to the worker, which checks it for a face as /face does (`face`: found, score, box in
-   * the crop's pixels, `cropSize` wide), frames that face as the card says and preprocesses it
-   * exactly as the server would. With `check: false` the region is classified as it is.
+   * go to the worker, which checks it for a face as /face does (`face`: found, score, box and
+   * the region the classifier read, in the crop's pixels, `cropSize` wide), frames that face
+   * as the card says and preprocesses it exactly as the server would. With `check: false` the
+   * region is classified as it is. keep: the answer also carries `sent`, what was classified
+   * (seen.js shows it; nothing is stored).
    */
-  async classify(source, square, { cropper, signal, sourceWidth, sourceHeight, check = true } = {}) {
-    if (!this.onDevice) return classifyOnServer(cropper.dataUrl(source, square), { signal });
+  async classify(source, square,
+    { cropper, signal, sourceWidth, sourceHeight, keep, check = true } = {}) {
+    if (!this.onDevice) {
+      const dataUrl = cropper.dataUrl(source, square);
+      const answer = await classifyOnServer(dataUrl, { signal });
+      return keep ? { ...answer, sent: { dataUrl } } : answer;
+    }
     const started = performance.now();
     await this.load();
     const w = sourceWidth || source.videoWidth || source.naturalWidth || source.width;
     const h = sourceHeight || source.videoHeight || source.naturalHeight || source.height;
     const pixels = this.pixels(source, square, w, h);
     const cropSize = pixels.width;
+    // A copy: the worker takes the pixels' buffer.
+    const copy = keep && new ImageData(new Uint8ClampedArray(pixels.data), pixels.width, pixels.height);
+    const sent = copy && { imageData: copy, ...this.lastRegion };
     const answer = await this.model.run(pixels, check ? 'check' : 'classify',
       { side: SERVICE.cropSide });
     if (signal && signal.aborted) throw new DOMException('Aborted', 'AbortError');
     return { predictions: answer.predictions, face: answer.face, cropSize,
-      rtt: performance.now() - started };
+      rtt: performance.now() - started, ...(sent && { sent }) };
   }
 
   /**

@@ -44,7 +44,7 @@ from emotion.detect import (
     shrink,
     suppress,
 )
-from emotion.framing import Framing
+from emotion.framing import Framing, pixel_box
 from emotion.settings import Settings
 from face_scenes import GROUP, NON_FACE_PHOTOS, TRIO, compose, group_photo, trio_photo
 from tests.browser.test_ondevice import api_requests, choose_device, record
@@ -188,37 +188,48 @@ def test_the_same_outputs_give_the_same_faces(tmp_path, threshold):
 
 
 FRAMING_JS = """
-import { cropRegion, framingOf, region } from 'SITE/framing.js';
+import { cropRegion, framingOf, keeps, pixelBox, region } from 'SITE/framing.js';
 let raw = '';
 for await (const chunk of process.stdin) raw += chunk;
 const { card, w, h, rgba, faces } = JSON.parse(raw);
 const pixels = Buffer.from(rgba, 'base64');
+const framing = framingOf(card);
 process.stdout.write(JSON.stringify(faces.map((face) => {
-  const r = region(face, framingOf(card));
+  const r = region(face, framing);
   const crop = cropRegion(pixels, w, h, r);
-  return { region: r, w: crop.width, h: crop.height,
-           rgba: Buffer.from(crop.data.buffer).toString('base64') };
+  return { region: r, pixels: pixelBox(r), keeps: keeps(face, w, h, framing),
+           w: crop.width, h: crop.height, rgba: Buffer.from(crop.data.buffer).toString('base64') };
 })));
 """
 
 
-def test_the_same_box_gives_the_same_classifier_crop(tmp_path):
-    card = json.loads(COMPACT_CARD.read_text())
+# The compact model's card (what the page reads) and the served model's, whose framing also
+# has /face's `as_sent` rule.
+@pytest.mark.parametrize("card_name", ["emotion-compact.json", "emotion.json"])
+def test_the_same_box_gives_the_same_classifier_crop(tmp_path, card_name):
+    card = json.loads((ROOT / "models" / card_name).read_text())
     framing = Framing.from_card(card)
     image = Image.fromarray(skdata.astronaut()).resize((300, 200))
     rng = np.random.default_rng(5)
     faces = [Detection(170.4, 40.5, 60.2, 75.5, 0.9), Detection(-20, -10, 80, 90, 0.9),
-             Detection(250.5, 150.5, 90, 70, 0.9), Detection(400, 300, 50, 50, 0.9)]  # fmt: skip
+             Detection(250.5, 150.5, 90, 70, 0.9), Detection(400, 300, 50, 50, 0.9),
+             Detection(30, 5, 250, 190, 0.9), Detection(30, 5, 240, 190, 0.9)]  # fmt: skip
     faces += [
         Detection(*rng.uniform(-40, 260, 2), *rng.uniform(10, 150, 2), score=0.9) for _ in range(30)
     ]
     payload = {"card": card, "w": image.width, "h": image.height, "rgba": _rgba(image),
                "faces": [dataclasses.asdict(f) for f in faces]}  # fmt: skip
+    kept = 0
     for face, out in zip(faces, _node(FRAMING_JS, payload, tmp_path), strict=True):
         assert out["region"] == pytest.approx(list(framing.region(face)), abs=1e-9)
+        assert tuple(out["pixels"]) == pixel_box(framing.region(face))
+        assert out["keeps"] == framing.keeps(image, face)
+        kept += out["keeps"]
         py = np.asarray(framing.crop(image, face).convert("RGBA"))
         js = np.frombuffer(base64.b64decode(out["rgba"]), np.uint8).reshape(out["h"], out["w"], 4)
         assert js.shape == py.shape and np.array_equal(js, py), face
+    # Only a card with the rule keeps some crops as sent (the boxes include ones that fill it).
+    assert (kept > 0) == (framing.as_sent_fill is not None)
 
 
 def test_the_page_uses_the_services_defaults(tmp_path):
@@ -373,6 +384,7 @@ def _crops() -> list[Image.Image]:
 
 def test_the_crop_check_agrees_with_the_services(page, console, server, artifacts):
     crops = _crops()
+    framing = Framing.from_card(json.loads(COMPACT_CARD.read_text()))
     page.goto(server)
     answers = page.evaluate(CHECK_ALL, [base64.b64encode(_encode(c)).decode() for c in crops])
     agree, ious, diffs = 0, [], []
@@ -381,6 +393,8 @@ def test_the_crop_check_agrees_with_the_services(page, console, server, artifact
         js = answer["face"]
         assert answer["cropSize"] == crop.width
         agree += (face is not None) == js["found"]
+        # The part of the crop the classifier read: /face's `region`, with the page's card.
+        assert js["region"] == service._face_block(face, crop, framing)["region"]
         if face is not None and js["found"]:
             ious.append(_iou(service._clipped_box(face, crop.size), js["box"]))
             diffs.append(abs(face.score - js["score"]))
