@@ -14,15 +14,15 @@ import { readCheck, setPace, Tracks } from './tracks.js';
 // tracking.js only has to propose new faces: verified ones follow the server's box between
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
 // initial scale of 1.25 find the 60 px faces a 320 px copy misses.
-const DETECT_EVERY_MS = 150;
-const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
+export const DETECT_EVERY_MS = 150;
+export const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
 export const DETECTION = {
   width: 480,
   options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
 };
 const MIN_SEND_GAP_MS = 33; // a camera gives ~30 frames/s: no point asking twice per frame
-const CROP_MARGIN = 0.25; // context around the box, so the detector sees a whole face
-const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
+export const CROP_MARGIN = 0.25; // context around the box, so the detector sees a whole face
+export const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
 
 export function cameraProblem(err) {
   const name = err && err.name;

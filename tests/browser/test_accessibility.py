@@ -56,6 +56,8 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         page = context.new_page()
         page.set_default_timeout(20_000)
         states = States(page, size, artifacts)
+        # On the phone, buttons are tapped (touch events), not clicked.
+        press = (lambda button: button.tap()) if size == "phone" else (lambda b: b.click())
         page.goto(server)
         page.wait_for_selector("body[data-ready=true]", state="attached")
         states.check("camera-off")
@@ -64,13 +66,13 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         expect(page.locator(".face-result").first).to_be_visible(timeout=30_000)
         states.check("photo-results", show=".face-result")
 
-        page.get_by_role("button", name="Start camera").click()
+        press(page.get_by_role("button", name="Start camera"))
         expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
         expect(page.locator("#top-emotion")).to_have_text(re.compile("|".join(CLASSES)))
         states.check("camera-face")
 
         # What the model saw, open (and left open through the states below).
-        page.get_by_role("button", name="What the model saw").click()
+        press(page.get_by_role("button", name="What the model saw"))
         expect(page.locator("#seen")).to_have_attribute("data-state", "shown", timeout=20_000)
         states.check("model-saw", show="#seen")
 
@@ -85,7 +87,7 @@ def test_every_state_is_accessible(browser, server, media, artifacts, size):
         states.check("camera-no-face")
         page.unroute("**/face")
 
-        page.get_by_role("button", name="Stop camera").click()
+        press(page.get_by_role("button", name="Stop camera"))
         expect(page.locator("#top-emotion")).to_have_text("Camera off")
         states.check("camera-stopped")
 

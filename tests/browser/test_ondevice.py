@@ -202,11 +202,15 @@ def api_requests(page) -> list[str]:
 
 
 def choose_device(page) -> None:
+    """On-device mode, once its model is ready; a model that fails to load (wrong input size,
+    say) fails here as soon as the page says so, with the page's words, not after the wait."""
     page.get_by_label("Analyse on this device").check()
     page.wait_for_function(
-        "() => document.getElementById('analyse-status').dataset.state === 'ready'",
+        "() => ['ready', 'failed'].includes(document.getElementById('analyse-status').dataset.state)",
         timeout=120_000,
     )
+    status = page.locator("#analyse-status")
+    assert status.get_attribute("data-state") == "ready", status.text_content()
 
 
 def bar_updates(page) -> int:
