@@ -24,7 +24,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
+.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy deploy-ci destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -86,9 +86,13 @@ $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/n
 	touch $@
 
 # --- serve ---------------------------------------------------------------------------------
+# Slow clients are bounded: a request head must arrive within EMOTION_HEAD_TIMEOUT (10 s,
+# emotion/serve.py), a body within EMOTION_BODY_TIMEOUT (30 s), and an idle keep-alive
+# connection is closed after 5 s (tests/function/test_slow_clients.py).
+SERVE_ARGS := --http emotion.serve:TimedH11Protocol --timeout-keep-alive 5 --no-access-log
 run: $(VENV)/.runtime site
 	EMOTION_STATIC_DIR=$(SITE_BUILD) $(VENV)/bin/uvicorn emotion.app:create_app --factory \
-		--host $(HOST) --port $(PORT) --no-access-log
+		--host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 # --- test ----------------------------------------------------------------------------------
 lint: $(VENV)/.dev
@@ -172,6 +176,10 @@ synth: $(CDK_VENV)/.installed node_modules/.installed site
 deploy: $(CDK_VENV)/.installed node_modules/.installed site
 	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy $(CDK_ARGS)
 
+# The same for CI: no prompt for IAM or security-group changes (nobody is there to answer).
+deploy-ci: $(CDK_VENV)/.installed node_modules/.installed site
+	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy --require-approval never $(CDK_ARGS)
+
 # make smoke's two extra packages (boto3, Pillow), in the same light venv.
 $(CDK_VENV)/.smoke: infra/requirements-smoke.txt $(CDK_VENV)/.installed
 	$(CDK_VENV)/bin/python -m pip install -q -r infra/requirements-smoke.txt
@@ -192,7 +200,8 @@ lock: | $(VENV)/bin/python
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
 	$(PY) -m bench.run
-	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
+	$(PY) -m bench.faces_load  # /faces, /face's face check; 64 clients x 60 s mixed, /health p99
+	$(PY) -m bench.handler_timing > /dev/null  # /face, /faces through the Lambda handler
 	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
 	$(PY) -m bench.ondevice_live  # the live view on the device, every crop checked
 

@@ -25,11 +25,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_wafv2 as wafv2
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.config import MAX_BODY_BYTES, Config
+from infra.config import MAX_BODY_BYTES, OAC_SUFFIX, Config
 from infra.headers import HEADERS_FILE, REPO_ROOT, load_headers, response_headers
 from infra.monitoring import METRICS_NAMESPACE, SERVICE, Monitoring
 
@@ -37,7 +38,11 @@ SITE_DIR = REPO_ROOT / "build" / "site"
 DOCKERFILE = "function/Dockerfile"  # relative to the build context, the repository root
 # Every method goes to the function, which answers a wrong one with its own 405 JSON (an
 # HTTP API route with only POST would give API Gateway's bare 404 to GET /face).
-API_PATHS = ("/face", "/faces", "/health")
+API_PATHS = ("/face", "/faces", "/health", "/openapi.json")
+# CloudFront adds this header, with a secret made at deploy, to every request it sends to the
+# API; the function refuses a request without it (function/emotion/origin.py: HEADER), so the
+# API's own execute-api endpoint, public as every HTTP API's is, answers 403.
+ORIGIN_HEADER = "x-origin-verify"
 
 # Appended to .dockerignore's patterns when the CDK stages the build context (synth), so also
 # applied at deploy. The first ones are never sent whatever .dockerignore says: big, and none of
@@ -131,6 +136,18 @@ class EmotionStack(Stack):
             description="The emotion API function: writes its own log group, nothing else.",
         )
         function_logs.grant_write(role)
+        # Made by Secrets Manager at deploy; the template holds only a reference to it, which
+        # CloudFormation resolves into the function's environment and CloudFront's header.
+        self.origin_secret = secretsmanager.Secret(
+            self,
+            "OriginSecret",
+            description="Header value CloudFront adds to API requests; the API refuses others",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        origin_secret = self.origin_secret.secret_value.unsafe_unwrap()
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -151,6 +168,7 @@ class EmotionStack(Stack):
             environment={
                 # Our 413 comes before Lambda's payload limit (infra/config.py).
                 "EMOTION_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+                "EMOTION_ORIGIN_SECRET": origin_secret,
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
@@ -185,6 +203,16 @@ class EmotionStack(Stack):
         cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
             destination_arn=api_logs.log_group_arn, format=ACCESS_LOG_FORMAT
         )
+        # A photo costs ~25 face crops (infra/config.py): /faces has its own, lower limit.
+        # RouteSettings is an untyped JSON map in CloudFormation: the CDK would write a
+        # RouteSettingsProperty's keys in camelCase, which CloudFormation does not read.
+        cfn_stage.route_settings = {
+            "ANY /faces": {
+                "ThrottlingRateLimit": config.faces_rate_limit,
+                "ThrottlingBurstLimit": config.faces_burst_limit,
+            }
+        }
+        self.api_logs = api_logs
 
         # --- the page's bucket: private, encrypted, TLS only -----------------------------------
         self.bucket = s3.Bucket(
@@ -218,6 +246,7 @@ class EmotionStack(Stack):
             f"{self.api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}",
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
             origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+            custom_headers={ORIGIN_HEADER: origin_secret},
         )
         api_behavior = cloudfront.BehaviorOptions(
             origin=api_origin,
@@ -244,7 +273,7 @@ class EmotionStack(Stack):
                 origin=origins.S3BucketOrigin.with_origin_access_control(
                     self.bucket,
                     origin_access_control=cloudfront.S3OriginAccessControl(
-                        self, "SiteOac", origin_access_control_name=global_name("site")
+                        self, "SiteOac", origin_access_control_name=global_name(OAC_SUFFIX)
                     ),
                 ),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
@@ -269,6 +298,7 @@ class EmotionStack(Stack):
             function=self.function,
             api=self.api,
             stage=self.stage,
+            api_logs=self.api_logs,
             timeout=Duration.seconds(config.timeout_seconds),
             alarm_email=config.alarm_email,
         )
@@ -283,7 +313,7 @@ class EmotionStack(Stack):
             self,
             "ApiUrl",
             value=self.stage.url,
-            description="The HTTP API's own endpoint (the page uses the site URL)",
+            description="The HTTP API's own endpoint: it refuses direct calls (403); use SiteUrl",
         )
         CfnOutput(self, "DistributionId", value=self.distribution.distribution_id)
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
@@ -423,6 +453,10 @@ class EmotionStack(Stack):
                 sources=[s3deploy.Source.asset(str(site_dir), exclude=exclude)],
                 destination_bucket=self.bucket,
                 exclude=exclude,
+                # Content-hashed files (the compact model) go first and stay: pruning them here
+                # would delete the model the live manifest still names until the next step
+                # uploads the new one. Old ones are a few MB each (infra/README.md).
+                prune=name != "Hashed",
                 cache_control=[s3deploy.CacheControl.from_string(cache_control)],
                 distribution=self.distribution if last else None,
                 distribution_paths=["/*"] if last else None,
@@ -430,6 +464,9 @@ class EmotionStack(Stack):
             )
             if previous is not None:
                 deployment.node.add_dependency(previous)
+                # Every deployment makes an AWS CLI layer, but their shared handler (a
+                # singleton) uses the first one only: the others would be deployed for nothing.
+                deployment.node.try_remove_child("AwsCliLayer")
             previous = deployment
 
     def _own_auto_delete_logs(self, retention) -> None:
@@ -490,10 +527,19 @@ class EmotionStack(Stack):
             "perClientLimit=none, abuse is bounded by the API stage's throttling.",
         )
         accept(
+            self.origin_secret,
+            "AwsSolutions-SMG4",
+            "The origin header's value: CloudFront and the function read it only at deploy, so "
+            "a rotation would need a redeploy; redeploying with a new secret is the rotation "
+            "(infra/README.md).",
+        )
+        accept(
             self.api,
             "AwsSolutions-APIG4",
             "A public, anonymous API by design: the page calls it with no login. It keeps no "
-            "data and is bounded by stage throttling and the per-client WAF rate rule.",
+            "data, answers only requests that came through CloudFront (a secret origin header "
+            "the function checks) and is bounded by stage throttling and the per-client WAF "
+            "rate rule.",
         )
         # The CDK's own BucketDeployment handler (a singleton at stack level).
         for child in self.node.children:

@@ -261,8 +261,8 @@ export class Live {
         if (session !== this.session || !this.running) return;
         this.failing = true;
         if (this.backoff.ready()) this.backoff.fail();
-        if (err && err.status === 429) {
-          // Throttled (stage limit or per-client rule): expected under load, not an error.
+        if (err && err.busy) {
+          // Throttled or a full queue (429, 503, 504): expected under load, not an error.
           this.busy = true;
           this.setStatus('Busy, retrying…');
           return;

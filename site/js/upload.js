@@ -5,32 +5,34 @@
 import { ApiError, classifyPhoto, describe } from './api.js';
 import { Bars, percent } from './bars.js';
 import { squareAround } from './faces.js';
+import { MAX_UPLOAD_BYTES, PHOTO_SEND_SIDE } from './limits.js';
 
 const DISPLAY_WIDTH = 960;
 const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
-const SENT_AS_IS = new Set(['image/jpeg', 'image/png', 'image/webp']); // raw bodies /faces takes
-const MAX_SEND_BYTES = 4_500_000; // under the server's 5 MB body limit
-const MAX_SEND_SIDE = 2560; // a larger photo is sent as a smaller JPEG copy
 const THUMB = 96;
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The photo as /faces takes it: the file itself, or a JPEG copy (other formats, large files). */
-function photoBody(file, image) {
-  if (SENT_AS_IS.has(file.type) && file.size <= MAX_SEND_BYTES) return Promise.resolve(file);
+/**
+ * The photo as /faces takes it: always a JPEG copy, its longer side no more than what the
+ * server detects at (it would shrink a larger one anyway), so it stays far under the limit.
+ */
+function photoBody(image) {
   const w = image.naturalWidth;
   const h = image.naturalHeight;
-  const scale = Math.min(1, MAX_SEND_SIDE / Math.max(w, h));
+  const scale = Math.min(1, PHOTO_SEND_SIDE / Math.max(w, h));
   const canvas = document.createElement('canvas');
   canvas.width = Math.max(1, Math.round(w * scale));
   canvas.height = Math.max(1, Math.round(h * scale));
   canvas.getContext('2d').drawImage(image, 0, 0, canvas.width, canvas.height);
   return new Promise((resolve, reject) => {
-    canvas.toBlob((blob) => (blob
-      ? resolve(blob)
-      : reject(new Error('This photo could not be prepared for sending.'))), 'image/jpeg', 0.92);
+    canvas.toBlob((blob) => {
+      if (!blob) reject(new Error('This photo could not be prepared for sending.'));
+      else if (blob.size > MAX_UPLOAD_BYTES) reject(new Error('This photo is too large to send.'));
+      else resolve(blob);
+    }, 'image/jpeg', 0.9);
   });
 }
 
@@ -138,7 +140,7 @@ export class Upload {
     const h = image.naturalHeight;
     let answer;
     try {
-      const body = await photoBody(file, image);
+      const body = await photoBody(image);
       answer = await this.retrying(() => classifyPhoto(body), job);
     } catch (err) {
       if (job !== this.job) return;
@@ -187,7 +189,7 @@ export class Upload {
         return result;
       } catch (err) {
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500
-          && err.status !== 429;
+          && !err.busy;
         if (refused) throw err;
         if (this.backoff.ready()) this.backoff.fail();
         const last = attempt >= attempts;
