@@ -24,7 +24,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy deploy-ci destroy lock smoke \
+.PHONY: run test dev lint train export balance rebalance finetune recalibrate calibrate eval verify-model compact quantize gpu-pack site synth deploy deploy-ci destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -130,6 +130,14 @@ finetune: $(VENV)/.dev
 	$(if $(DATA),,$(error usage: make finetune DATA=<folder per class> [OUT=$(OUT)]))
 	$(PY) -m training.finetune --data $(DATA) --out $(OUT) --weights $(MODEL:.onnx=.pth) \
 		$(FINETUNE_ARGS)
+
+# Recalibrate a deployment to the people it serves (training/recalibrate.py; seconds, the
+# server's packages only): DATA=<folder per class>, OUT=<folder> gets emotion.onnx and a card
+# with a `recalibration` block; serve it with EMOTION_MODEL=<OUT>/emotion.onnx make run.
+recalibrate: $(VENV)/.runtime
+	$(if $(and $(DATA),$(filter command line environment,$(origin OUT))),,$(error usage: make \
+		recalibrate DATA=<folder per class> OUT=<folder> [RECALIBRATE_ARGS=--overwrite]))
+	$(PY) -m training.recalibrate --data $(DATA) --out $(OUT) --model $(MODEL) $(RECALIBRATE_ARGS)
 
 # The temperature that makes confidence match accuracy, fitted on Valid, into the card.
 calibrate: $(VENV)/.dev

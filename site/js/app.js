@@ -3,6 +3,8 @@
 import { Alerts } from './alerts.js';
 import { Backoff, describe, health } from './api.js';
 import { Bars } from './bars.js';
+import { CalibrationPanel } from './calibrate-flow.js';
+import { Calibration } from './calibration.js';
 import { Live } from './live.js';
 import { Analyser } from './ondevice.js';
 import { ModelView } from './seen.js';
@@ -117,6 +119,9 @@ function main() {
     modelInfo: $('model-info'),
   });
 
+  // The person's calibration: on this device only, applied to every live answer.
+  const personal = new Calibration();
+  const applyToPhotos = $('apply-personal');
   const upload = new Upload({
     input: $('file'),
     dropzone: $('dropzone'),
@@ -126,6 +131,7 @@ function main() {
     alerts,
     backoff,
     analyser,
+    adjust: (predictions) => (applyToPhotos.checked ? personal.apply(predictions) : predictions),
   });
 
   const seen = new ModelView({
@@ -153,6 +159,7 @@ function main() {
     alerts,
     backoff,
     analyser,
+    personal,
     seen,
     onNoCamera: () => {
       uploadPanel.classList.add('suggested');
@@ -160,6 +167,30 @@ function main() {
       $('file').focus({ preventScroll: true });
     },
   });
+
+  const calibrate = new CalibrationPanel({
+    state: $('personal-state'),
+    start: $('calibrate-start'),
+    notRight: $('not-right'),
+    reset: $('personal-reset'),
+    exportButton: $('personal-export'),
+    importInput: $('personal-import'),
+    flow: $('calibration-flow'),
+    step: $('calibration-step'),
+    instruction: $('calibration-instruction'),
+    countdown: $('calibration-countdown'),
+    frames: $('calibration-frames'),
+    count: $('calibration-count'),
+    skip: $('calibration-skip'),
+    redo: $('calibration-redo'),
+    cancel: $('calibration-cancel'),
+    summary: $('calibration-summary'),
+    picker: $('not-right-picker'),
+    pickerChoices: $('not-right-choices'),
+    pickerCancel: $('not-right-cancel'),
+    message: $('personal-message'),
+    applyToPhotos: $('apply-personal-label'),
+  }, personal, live);
 
   if (!window.tracking) {
     $('start').disabled = true;
@@ -170,7 +201,7 @@ function main() {
   checkServer(alerts, $('model-info'), backoff, (body) => {
     seen.inputSize.server = body.input_size || 0;
   });
-  return { live, upload, analyser };
+  return { live, upload, analyser, personal, calibrate };
 }
 
 main();

@@ -40,9 +40,11 @@ export function cameraProblem(err) {
 
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera, analyser = null, seen = null }) {
+    alerts, backoff, onNoCamera, analyser = null, seen = null, personal = null }) {
+    // personal: the person's calibration (calibration.js); it sees the main face's raw answers
+    // and adjusts what is shown.
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera, analyser, seen });
+      panel, alerts, backoff, onNoCamera, analyser, seen, personal });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
@@ -245,9 +247,11 @@ export class Live {
         // The check's box is in the crop's pixels: the cropper's on the server, the
         // region's own on this device (`cropSize`).
         const checked = readCheck(check, square, cropSize || this.cropper.size);
-        if (face.settle(checked, predictions, at)) {
+        const shown = this.personal ? this.personal.apply(predictions) : predictions;
+        if (face.settle(checked, shown, at)) {
           this.meter.add(rtt);
           if (sent && face === this.mainFace()) this.seen.show({ sent, check, box: face.box });
+          if (this.personal && face === this.mainFace()) this.personal.observe(predictions, at);
         }
         const wasBusy = this.busy;
         this.busy = false;

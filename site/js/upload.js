@@ -65,8 +65,12 @@ function loadImage(file) {
 }
 
 export class Upload {
-  constructor({ input, dropzone, status, canvas, results, alerts, backoff, analyser = null }) {
-    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff, analyser });
+  constructor({ input, dropzone, status, canvas, results, alerts, backoff, analyser = null,
+    adjust = (predictions) => predictions }) {
+    // adjust: the person's calibration, only when they ticked "apply my calibration" (a photo
+    // may show other people).
+    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff, analyser,
+      adjust });
     this.job = 0;
     input.addEventListener('change', () => {
       if (input.files && input.files[0]) this.analyse(input.files[0]);
@@ -218,7 +222,8 @@ export class Upload {
       ctx.lineWidth = 3;
       ctx.strokeStyle = colour;
       ctx.strokeRect(x, y, box.width * scale, box.height * scale);
-      const top = results[i] && Object.entries(results[i].predictions).sort((a, b) => b[1] - a[1])[0];
+      const top = results[i]
+        && Object.entries(this.adjust(results[i].predictions)).sort((a, b) => b[1] - a[1])[0];
       const label = `${i + 1}${top ? ` ${top[0]} ${percent(top[1])}` : ''}`;
       const tw = ctx.measureText(label).width + 12;
       const ty = y > font + 8 ? y - 2 : y + box.height * scale + font + 8;
@@ -236,7 +241,7 @@ export class Upload {
   }
 
   addResult(i, found, thumbnail, predictions, shown = 'as sent to the model') {
-    const ranked = Object.entries(predictions).sort((a, b) => b[1] - a[1]);
+    const ranked = Object.entries(this.adjust(predictions)).sort((a, b) => b[1] - a[1]);
     const card = document.createElement('article');
     card.className = 'face-result';
     const heading = document.createElement('h3');

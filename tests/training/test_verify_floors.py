@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emotion.model import EmotionModel
-from training import verify
+from training import metrics, verify
 
 from .test_verify import faces, random_model  # noqa: F401  (faces: the fixture)
 
@@ -88,3 +88,18 @@ def test_every_row_is_held_to_its_own_floor(tmp_path, faces):  # noqa: F811
     for row in rows:
         name = "recall" if row.figure.startswith("recall[") else row.figure
         assert row.floor == verify.FLOORS[name], row.figure
+
+
+def test_the_ece_is_measured_with_the_bins_its_name_states(tmp_path, faces):  # noqa: F811
+    """`ece_15_bins` (the card's key, the README's "15-bin ECE"): 15 bins, not another count."""
+    (bins,) = {int(m) for m in re.findall(r"ece_(\d+)_bins", " ".join(verify.FLOORS))}
+    assert bins == verify.BINS
+    path, figures = truthful_model(tmp_path, faces, 3.0)
+    model = EmotionModel(path)
+    from training.evaluate import file_logits, labelled_faces  # the same faces verify reads
+
+    found, truth = labelled_faces(faces)
+    probs = model.probabilities(file_logits(model, [f.path for f in found]))
+    assert figures["ece_15_bins"] == pytest.approx(
+        metrics.expected_calibration_error(probs, truth, bins)
+    )
