@@ -66,12 +66,14 @@ node_modules/.installed: package.json package-lock.json
 
 # --- the page -----------------------------------------------------------------------------
 site: $(SITE_BUILD)/.built
-# The compact model goes in under a content-hashed name (tools/site_model.py); onnxruntime-web
-# (wasm build, one thread) from npm runs it in js/classify-worker.js. Never from a CDN.
+# The compact model and the face detector go in under content-hashed names
+# (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both in
+# js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
 COMPACT := models/emotion-compact.onnx
+DETECTOR := models/face-detector.onnx
 ORT_WEB := node_modules/onnxruntime-web/dist
 $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null) \
-		$(COMPACT) $(COMPACT:.onnx=.json) tools/site_model.py
+		$(COMPACT) $(COMPACT:.onnx=.json) $(DETECTOR) $(DETECTOR:.onnx=.json) tools/site_model.py
 	rm -rf $(SITE_BUILD) && mkdir -p $(SITE_BUILD)/vendor
 	cp -r site/. $(SITE_BUILD)/
 	cp node_modules/tracking/build/tracking-min.js $(SITE_BUILD)/vendor/
@@ -80,6 +82,7 @@ $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/n
 	cp $(ORT_WEB)/ort.wasm.bundle.min.mjs $(SITE_BUILD)/vendor/ort/ort.wasm.min.js
 	cp $(ORT_WEB)/ort-wasm-simd-threaded.wasm $(SITE_BUILD)/vendor/ort/
 	$(PYTHON) tools/site_model.py $(COMPACT) $(SITE_BUILD)/models
+	$(PYTHON) tools/site_model.py $(DETECTOR) $(SITE_BUILD)/models detector.json
 	touch $@
 
 # --- serve ---------------------------------------------------------------------------------
@@ -208,6 +211,7 @@ bench: $(VENV)/.dev site
 	$(PY) -m bench.faces_load  # /faces, /face's face check; 64 clients x 60 s mixed, /health p99
 	$(PY) -m bench.handler_timing > /dev/null  # /face, /faces through the Lambda handler
 	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
+	$(PY) -m bench.ondevice_live  # the live view on the device, every crop checked
 
 clean:
 	rm -rf build cdk.out .pytest_cache

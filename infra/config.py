@@ -130,7 +130,7 @@ def _retention(raw: Any) -> int:
     return value
 
 
-# CloudFront's names carry the stack and the region (`<stack>-<region>-<suffix>`, stack.py).
+# CloudFront's names carry the stack and the region (`<stack>-<region>-<suffix>`, infra/stack.py).
 # The origin access control's, `<stack>-<region>-site`, has the tightest limit: 64 characters
 # (the response headers policy's and the web ACL's are 128).
 NAME_LIMIT = 64

@@ -30,6 +30,10 @@ from emotion.pool import Pool
 from emotion.settings import Settings
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+# POST /faces without ?max_faces / ?min_size (the page's on-device mode copies these:
+# site/js/retinaface.js's SERVICE).
+MAX_FACES = 20
+MIN_SIZE = 24
 
 
 def create_app(
@@ -135,8 +139,8 @@ def create_app(
         return body, timings
 
     async def faces(request: Request) -> JSONResponse:
-        max_faces = _int_param(request, "max_faces", 20, 1, settings.max_faces)
-        min_size = _int_param(request, "min_size", 24, 0, 100_000)
+        max_faces = _int_param(request, "max_faces", MAX_FACES, 1, settings.max_faces)
+        min_size = _int_param(request, "min_size", MIN_SIZE, 0, 100_000)
         data = await body_of(request)
         body, timings = await pool.run(classify_photo, request.headers, data, max_faces, min_size)
         request.scope["state"]["log_fields"] = {"faces": len(body["faces"])}

@@ -1,5 +1,5 @@
 """On AWS the API answers only requests that came through CloudFront: CloudFront adds a secret
-header to every request it sends to the API (infra/stack.py creates the secret at deploy and
+header to every request it sends to the API (infra/protection.py makes the secret at deploy and
 gives the same value to the function); a direct call to the API's own execute-api address
 lacks it and gets 403. Locally (no secret configured) every request passes."""
 
@@ -10,7 +10,7 @@ import hmac
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-HEADER = "x-origin-verify"  # infra/stack.py: ORIGIN_HEADER
+HEADER = "x-origin-verify"  # infra/protection.py: ORIGIN_HEADER
 
 
 class OriginCheck:

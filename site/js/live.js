@@ -1,7 +1,8 @@
 // The live camera: getUserMedia -> tracking.js proposes boxes on a downscaled frame (in a
 // worker) -> a crop per box, one request in flight per box (frames are dropped, never queued)
-// -> the server says whether the crop holds a face and where -> only verified faces are shown,
-// counted and smoothed (tracks.js).
+// -> the server (or, on this device, the same detector in a worker: ondevice.js) says whether
+// the crop holds a face and where -> only verified faces are shown, counted and smoothed
+// (tracks.js).
 
 import { classify, describe } from './api.js';
 import { FaceCropper, FaceDetector, squareAround } from './faces.js';
@@ -9,7 +10,6 @@ import { percent } from './bars.js';
 import { RateMeter } from './smooth.js';
 import { SendRate } from './rate.js';
 import { readCheck, setPace, Tracks } from './tracks.js';
-import { DEVICE_CROP_MARGIN } from './ondevice.js';
 
 // tracking.js only has to propose new faces: verified ones follow the server's box between
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
@@ -21,7 +21,7 @@ export const DETECTION = {
   options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
 };
 const MIN_SEND_GAP_MS = 33; // a camera gives ~30 frames/s: no point asking twice per frame
-export const CROP_MARGIN = 0.25; // context around the box, so the server's detector sees a whole face
+export const CROP_MARGIN = 0.25; // context around the box, so the detector sees a whole face
 export const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
 
 export function cameraProblem(err) {
@@ -227,7 +227,7 @@ export class Live {
     // Requests to the server share one page-wide cap; on-device analysis sends nothing.
     const toServer = !(this.analyser && this.analyser.onDevice);
     if (toServer && !this.sendRate.take(now)) return;
-    const square = squareAround(face.box, w, h, toServer ? CROP_MARGIN : DEVICE_CROP_MARGIN);
+    const square = squareAround(face.box, w, h, CROP_MARGIN);
     const controller = new AbortController();
     const session = this.session;
     face.inFlight = controller;
@@ -238,14 +238,17 @@ export class Live {
       ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal, keep })
       : classify(this.cropper.dataUrl(this.video, square), { signal: controller.signal });
     request
-      .then(({ predictions, face: check, rtt, sent }) => {
+      .then(({ predictions, face: check, cropSize, rtt, sent }) => {
         if (session !== this.session || !this.running) return;
         const at = performance.now();
         this.failing = false;
         this.answeredAt = at;
         // A crop without a face: its emotion is not shown (and the box may be dropped).
+        // The check's box is in the crop's pixels: the cropper's on the server, the
+        // region's own on this device (`cropSize`).
+        const checked = readCheck(check, square, cropSize || this.cropper.size);
         const shown = this.personal ? this.personal.apply(predictions) : predictions;
-        if (face.settle(readCheck(check, square, this.cropper.size), shown, at)) {
+        if (face.settle(checked, shown, at)) {
           this.meter.add(rtt);
           if (sent && face === this.mainFace()) this.seen.show({ sent, check, box: face.box });
           if (this.personal && face === this.mainFace()) this.personal.observe(predictions, at);

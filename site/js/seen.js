@@ -5,7 +5,8 @@
 // - On the server: the crop the page sent, decoded as the server decodes it, the region of it
 //   the server's `face` block says the classifier read, then the model card's preprocessing
 //   (preprocess.js: Pillow's grayscale, centre square and bilinear resize, bit for bit).
-// - On this device: the pixels the page gave the on-device model, through the same steps.
+// - On this device: the pixels the page gave the on-device model, the region of them its
+//   copy of the server's detector chose (the same `face` block), through the same steps.
 
 import { centreSquare, resizeBilinear, toGray } from './preprocess.js';
 
@@ -174,8 +175,20 @@ export class ModelView {
       colour = imageData;
       gray = toGray(imageData.data, width, height);
       region = { x: 0, y: 0, width, height };
-      if (box) faceBox = { x: box.x - x, y: box.y - y, width: box.width, height: box.height };
-      this.say('On this device: the model was given this part of the frame, in grayscale.');
+      if (check && check.region) {
+        // The page's copy of the server's detector checked the crop, as /face does.
+        region = check.region;
+        if (check.found) faceBox = check.box;
+        const all = region.x === 0 && region.y === 0 && region.width === width
+          && region.height === height;
+        const found = `On this device: the detector found the face (score ${(check.score || 0).toFixed(2)})`;
+        if (!check.found) this.say('On this device: no face was found in this crop, so the model was given all of it.');
+        else if (all) this.say(`${found}; it fills the crop, so the model was given all of it.`);
+        else this.say(`${found} and gave the model the dashed square, in grayscale.`);
+      } else {
+        if (box) faceBox = { x: box.x - x, y: box.y - y, width: box.width, height: box.height };
+        this.say('On this device: the model was given this part of the frame, in grayscale.');
+      }
     }
     if (!side) {
       this.say('The model’s input size is not known yet.');

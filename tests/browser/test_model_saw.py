@@ -1,6 +1,7 @@
 """ "What the model saw": the page's picture of the classifier's input is the service's own
 preprocessing of the same crop, pixel for pixel (server mode: the crop the page sent, re-framed
-as /face's `region` says; on this device: the frame's pixels the page gave the on-device model).
+as /face's `region` says; on this device: the frame's pixels the page gave the on-device model,
+checked and re-framed by the page's copy of the same detector, as /face does).
 """
 
 from __future__ import annotations
@@ -166,11 +167,15 @@ def test_the_view_is_the_device_models_input_pixel_for_pixel(page, console, serv
     expect(page.locator("#faces")).to_have_attribute("data-value", "1", timeout=FIRST_FACE_MS)
     expect(page.locator("#seen")).to_have_attribute("data-state", "shown", timeout=20_000)
     view = page.evaluate(READ_VIEW)
-    assert "On this device" in view["note"]
+    assert "On this device: the detector found the face" in view["note"], view["note"]
     region = Image.fromarray(pixels(view["sent"]), "RGBA")
-    # The service's preprocessing of the same pixels (decode.py: transparency over white).
+    # The service's steps for the same pixels (decode.py: transparency over white), with the
+    # compact model's card: /face's check, its framing, its preprocessing.
     rgb = Image.alpha_composite(Image.new("RGBA", region.size, "white"), region).convert("RGB")
-    expected = np.asarray(to_model_image(rgb, card))
+    face = FaceDetector(ROOT / "models" / "face-detector.onnx").find_in_crop(rgb)
+    assert face is not None
+    framing = Framing.from_card(card.details)
+    expected = np.asarray(to_model_image(refine_crop(rgb, face, framing), card))
     shown = gray(view["input"])
     assert shown.shape == (card.input_size, card.input_size)
     assert np.array_equal(shown, expected), f"{int((shown != expected).sum())} pixels differ"

@@ -86,7 +86,7 @@ LIVE_SPY = """async () => {
 # The README's sentence that gives each mode's margin.
 MARGINS = {
     "server": r"goes out as a \d+ px crop with a (\d+)% margin",
-    "device": r"the margin the seed's design measured for tracking\.js boxes \((\d+)%\)",
+    "device": r"The live view's crops \((\d+)% margin, as for the server\)",
 }
 
 

@@ -20,8 +20,8 @@ from infra.config import (
     PAGES_PER_CLIENT,
     page_send_rate,
 )
+from infra.frontend import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
 from infra.monitoring import METRICS_NAMESPACE
-from infra.stack import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DESTROY = {"removalPolicy": "destroy"}

@@ -411,7 +411,7 @@ def test_the_api_answers_only_what_came_through_cloudfront(default):
     deploy (only a reference in the template), and the function gets the same value: the
     function refuses a request without it (tests/function/test_lambda_handler.py)."""
     from emotion.origin import HEADER
-    from infra.stack import ORIGIN_HEADER
+    from infra.protection import ORIGIN_HEADER
 
     _, template, _ = default
     assert ORIGIN_HEADER == HEADER
