@@ -77,6 +77,7 @@ def dataloaders(
     seed: int,
     workers: int = 0,
     live_aug: float = 0.0,
+    shuffle: bool = True,
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
@@ -87,6 +88,7 @@ def dataloaders(
         after_batch=batch_transforms(card),
         num_workers=workers,  # 0 on two cores (workers only add copying); more on a GPU box
         seed=seed,
+        shuffle=shuffle,  # False: the training faces go in the order given (batches made upstream)
     )
 
 
