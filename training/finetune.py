@@ -12,8 +12,10 @@ What keeps the model reading everything else:
 - distillation: your faces' targets are mixed with the original model's own predictions on
   them (--distill), so classes your folder lacks keep their say (the only guard when no
   FER+ is at hand: --replay none);
-- the stem and layer1 stay frozen, the learning rate is low, and the exported logit
-  adjustment keeps FER+'s class prior (your folder's would silence every class it lacks).
+- a class your folder lacks is left out of the loss on your faces (they neither push it down
+  nor up), and the exported logit adjustment keeps FER+'s class prior (your folder's would
+  silence every class it lacks);
+- the stem, layer1 and layer2 stay frozen, and the learning rate is low.
 
 Writes a new ONNX file, its weights and card to --out (never the shipped model unless
 --overwrite), and prints accuracy and per-class recall before and after on the held-out faces
@@ -43,13 +45,13 @@ from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from training import data, export, holdout, metrics, pipeline
 from training.evaluate import file_logits, labelled_faces
-from training.model import SoftTargetCrossEntropy, soft_accuracy
 from training.train import PARTS, BFloat16Autocast, Freeze
 
 log = logging.getLogger("training")
 SHIPPED = Path("models/emotion.onnx")
 FERPLUS = Path("../shared/data/ferplus")
 WARN_POINTS = 5.0  # a class that loses more than this on the check set is named
+ABSENT = -20.0  # logit offset that takes a class out of the user's faces' softmax
 
 
 def ferplus_split(name: str) -> Path | None:
@@ -87,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--frozen",
         nargs="*",
         choices=PARTS,
-        default=["stem", "layer1"],
+        default=["stem", "layer1", "layer2"],
         help="parts of the ResNet body kept exactly as loaded",
     )
     p.add_argument(
@@ -200,6 +202,37 @@ def batches(
     return order
 
 
+class ReplayFace(data.Face):
+    """A FER+ training face mixed into a batch (told apart from the user's by its type)."""
+
+
+class SourcedTarget(pipeline.FaceTarget):
+    """The vote vector plus a 9th column: 1 for the user's own faces, 0 for replayed ones."""
+
+    def __call__(self, i: int) -> torch.Tensor:
+        face = self.faces[i]
+        own = 0.0 if isinstance(face, ReplayFace) else 1.0
+        return torch.cat([torch.from_numpy(face.target), torch.tensor([own])])
+
+
+class SourcedLoss(torch.nn.Module):
+    """The soft cross-entropy on logits + tau * log(FER+ prior), as in training, except that
+    on the user's own faces a class the folder lacks is taken out of the softmax (its prior
+    there is near 0): those faces then neither push its logit down nor up, and it keeps the
+    original model's say. Replayed FER+ faces see every class."""
+
+    def __init__(self, prior: list[float], tau: float, absent: list[bool]):
+        super().__init__()
+        adjusted = tau * torch.log(torch.as_tensor(prior, dtype=torch.float32))
+        self.register_buffer("replay", adjusted)
+        self.register_buffer("own", adjusted + ABSENT * torch.as_tensor(absent).float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        votes, own = target[:, :-1], target[:, -1:]
+        offset = own * self.own + (1 - own) * self.replay
+        return -(votes * torch.log_softmax(logits + offset, dim=1)).sum(dim=1).mean()
+
+
 def fine_tune(
     args: argparse.Namespace,
     card: ModelCard,
@@ -211,21 +244,22 @@ def fine_tune(
     # FER+'s prior, as the model was trained: the user's folder would give the classes it
     # lacks a prior near 0, and the exported offset would then never let them win.
     prior = adjustment.get("prior") or data.class_prior(replay or train)
-    tau = adjustment.get("train_tau", 0.0)
+    absent = [not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
+    loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent)
     model = export.load_shipped(args.weights)
-    if args.distill:
-        offset = tau * torch.log(torch.as_tensor(prior, dtype=torch.float32))
-        train = distilled(train, teacher_probabilities(model, train, card, offset), args.distill)
-    order = batches(train, replay, args)
+    if args.distill:  # the original's reading, in the space the loss sees the user's faces in
+        teacher = teacher_probabilities(model, train, card, loss.own)
+        train = distilled(train, teacher, args.distill)
+    order = batches(train, [ReplayFace(f.path, f.votes) for f in replay], args)
     dls = pipeline.dataloaders(
-        order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False
-    )
+        order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False,
+        target=SourcedTarget,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         learn = Learner(
             dls,
             model,
-            loss_func=SoftTargetCrossEntropy(prior, tau),
-            metrics=[soft_accuracy],
+            loss_func=loss,
             path=Path(scratch),
             cbs=[BFloat16Autocast(), *([Freeze(args.frozen)] if args.frozen else [])],
         )
@@ -285,9 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     before = scores(before_onnx, held, held_labels)
     check_before = scores(before_onnx, *check) if check else None
 
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     model = fine_tune(args, card, train, held, replay)
-    seconds = time.time() - started
+    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     adjustment = card.details["logit_adjustment"]
@@ -312,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
         "split": split_by,
         "faces": counts,
         "wall_seconds": round(seconds, 1),
+        # CPU time of all threads: with --threads 1, what an otherwise idle core would take
+        "cpu_seconds": round(cpu_seconds, 1),
+        "threads": args.threads,
     }
     tuned = dataclasses.replace(card, version=time.strftime("%Y%m%d") + "-ft", details=details)
     tuned.write(args.out.with_suffix(".json"))
@@ -337,7 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     for note in notes:
         print(f"WARNING: {note}")
     print(json.dumps({"out": str(args.out), "before": before, "after": after, "check": checked,
-                      "warnings": notes, "seconds": round(seconds, 1)}))  # fmt: skip
+                      "warnings": notes, "seconds": round(seconds, 1),
+                      "cpu_seconds": round(cpu_seconds, 1)}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -78,10 +78,11 @@ def dataloaders(
     workers: int = 0,
     live_aug: float = 0.0,
     shuffle: bool = True,
+    target: type[FaceTarget] = FaceTarget,
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
-    dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [FaceTarget(faces)]], splits=splits)
+    dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [target(faces)]], splits=splits)
     return dsets.dataloaders(
         bs=bs,
         after_item=[*item_transforms(card, live_aug, seed), ToTensor()],

@@ -68,6 +68,23 @@ def test_distilled_targets_keep_the_label_first_and_the_original_reading_beside_
     assert mixed.target[CLASSES.index("Neutral")] == pytest.approx(0.4)
 
 
+def test_a_class_the_folder_lacks_is_not_pushed_down_by_the_users_faces():
+    import torch
+
+    neutral, anger = CLASSES.index("Neutral"), CLASSES.index("Anger")
+    fer_prior = [1 / len(CLASSES)] * len(CLASSES)
+    loss = finetune.SourcedLoss(fer_prior, 1.0, [i == neutral for i in range(len(CLASSES))])
+    target = torch.zeros(2, len(CLASSES) + 1)
+    target[:, anger] = 1.0
+    target[0, -1] = 1.0  # row 0: the user's face; row 1: a replayed FER+ face
+    logits = torch.zeros(2, len(CLASSES), requires_grad=True)
+    loss(logits, target).backward()
+    own, replayed = logits.grad
+    assert abs(own[neutral]) < 1e-3  # the folder has no Neutral: its logit is left alone
+    assert replayed[neutral] > 0.02  # a replayed face still teaches "not Neutral" here
+    assert own[anger] < 0 and replayed[anger] < 0  # both raise the labelled class
+
+
 def test_warnings_name_absent_classes_and_lost_points():
     counts = {c: 5 for c in CLASSES if c != "Neutral"}
     before = {"recall": {"Neutral": 0.80, "Anger": 0.70}}
