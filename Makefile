@@ -24,7 +24,7 @@ MODEL ?= models/emotion.onnx
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
-.PHONY: run test dev lint train export balance rebalance finetune calibrate eval verify-model compact quantize gpu-pack site synth deploy destroy lock smoke \
+.PHONY: run test dev lint train export balance rebalance finetune recalibrate calibrate eval verify-model compact quantize gpu-pack site synth deploy deploy-ci destroy lock smoke \
 	bench clean
 
 # --- installs -----------------------------------------------------------------------------
@@ -66,12 +66,14 @@ node_modules/.installed: package.json package-lock.json
 
 # --- the page -----------------------------------------------------------------------------
 site: $(SITE_BUILD)/.built
-# The compact model goes in under a content-hashed name (tools/site_model.py); onnxruntime-web
-# (wasm build, one thread) from npm runs it in js/classify-worker.js. Never from a CDN.
+# The compact model and the face detector go in under content-hashed names
+# (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both in
+# js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
 COMPACT := models/emotion-compact.onnx
+DETECTOR := models/face-detector.onnx
 ORT_WEB := node_modules/onnxruntime-web/dist
 $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null) \
-		$(COMPACT) $(COMPACT:.onnx=.json) tools/site_model.py
+		$(COMPACT) $(COMPACT:.onnx=.json) $(DETECTOR) $(DETECTOR:.onnx=.json) tools/site_model.py
 	rm -rf $(SITE_BUILD) && mkdir -p $(SITE_BUILD)/vendor
 	cp -r site/. $(SITE_BUILD)/
 	cp node_modules/tracking/build/tracking-min.js $(SITE_BUILD)/vendor/
@@ -80,12 +82,17 @@ $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/n
 	cp $(ORT_WEB)/ort.wasm.bundle.min.mjs $(SITE_BUILD)/vendor/ort/ort.wasm.min.js
 	cp $(ORT_WEB)/ort-wasm-simd-threaded.wasm $(SITE_BUILD)/vendor/ort/
 	$(PYTHON) tools/site_model.py $(COMPACT) $(SITE_BUILD)/models
+	$(PYTHON) tools/site_model.py $(DETECTOR) $(SITE_BUILD)/models detector.json
 	touch $@
 
 # --- serve ---------------------------------------------------------------------------------
+# Slow clients are bounded: a request head must arrive within EMOTION_HEAD_TIMEOUT (10 s,
+# emotion/serve.py), a body within EMOTION_BODY_TIMEOUT (30 s), and an idle keep-alive
+# connection is closed after 5 s (tests/function/test_slow_clients.py).
+SERVE_ARGS := --http emotion.serve:TimedH11Protocol --timeout-keep-alive 5 --no-access-log
 run: $(VENV)/.runtime site
 	EMOTION_STATIC_DIR=$(SITE_BUILD) $(VENV)/bin/uvicorn emotion.app:create_app --factory \
-		--host $(HOST) --port $(PORT) --no-access-log
+		--host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 # --- test ----------------------------------------------------------------------------------
 lint: $(VENV)/.dev
@@ -127,6 +134,14 @@ finetune: $(VENV)/.dev
 		$(if $(wildcard $(FERPLUS)/FER2013Train/label.csv),--replay $(FERPLUS)/FER2013Train) \
 		$(if $(wildcard $(FERPLUS)/FER2013Valid/label.csv),--check $(FERPLUS)/FER2013Valid) \
 		$(FINETUNE_ARGS)
+
+# Recalibrate a deployment to the people it serves (training/recalibrate.py; seconds, the
+# server's packages only): DATA=<folder per class>, OUT=<folder> gets emotion.onnx and a card
+# with a `recalibration` block; serve it with EMOTION_MODEL=<OUT>/emotion.onnx make run.
+recalibrate: $(VENV)/.runtime
+	$(if $(and $(DATA),$(filter command line environment,$(origin OUT))),,$(error usage: make \
+		recalibrate DATA=<folder per class> OUT=<folder> [RECALIBRATE_ARGS=--overwrite]))
+	$(PY) -m training.recalibrate --data $(DATA) --out $(OUT) --model $(MODEL) $(RECALIBRATE_ARGS)
 
 # The temperature that makes confidence match accuracy, fitted on Valid, into the card.
 calibrate: $(VENV)/.dev
@@ -173,6 +188,10 @@ synth: $(CDK_VENV)/.installed node_modules/.installed site
 deploy: $(CDK_VENV)/.installed node_modules/.installed site
 	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy $(CDK_ARGS)
 
+# The same for CI: no prompt for IAM or security-group changes (nobody is there to answer).
+deploy-ci: $(CDK_VENV)/.installed node_modules/.installed site
+	BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy --require-approval never $(CDK_ARGS)
+
 # make smoke's two extra packages (boto3, Pillow), in the same light venv.
 $(CDK_VENV)/.smoke: infra/requirements-smoke.txt $(CDK_VENV)/.installed
 	$(CDK_VENV)/bin/python -m pip install -q -r infra/requirements-smoke.txt
@@ -193,8 +212,10 @@ lock: | $(VENV)/bin/python
 # --- benchmarks ----------------------------------------------------------------------------
 bench: $(VENV)/.dev site
 	$(PY) -m bench.run
-	$(PY) -m bench.faces_load  # /faces and /face's face check; 32 clients x 60 s mixed load
+	$(PY) -m bench.faces_load  # /faces, /face's face check; 64 clients x 60 s mixed, /health p99
+	$(PY) -m bench.handler_timing > /dev/null  # /face, /faces through the Lambda handler
 	$(PY) -m bench.detect_sides  # the detector's time and recall per EMOTION_DETECT_SIDE
+	$(PY) -m bench.ondevice_live  # the live view on the device, every crop checked
 
 clean:
 	rm -rf build cdk.out .pytest_cache

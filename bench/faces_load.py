@@ -1,12 +1,16 @@
 """`make bench` (part): POST /faces and the /face face check, on `make run`'s server.
 
-    python -m bench.faces_load [--clients 32] [--seconds 60] [--quick]
+    python -m bench.faces_load [--clients 64] [--seconds 60] [--quick]
 
 1. /face p50 with the face check (default) and without it (EMOTION_CROP_DETECT_SIDE=0):
    what verifying each crop costs.
 2. /faces p50 on a 1280x720 JPEG with 3 faces (tests/face_scenes.py's trio).
-3. Load: N concurrent clients for S seconds, each alternating /face and /faces; errors,
-   p50/p99 per route and the server's peak RSS (VmHWM).
+3. Load: N concurrent clients for S seconds, each alternating /face and /faces; errors (a 503
+   `busy` with Retry-After is the documented answer of a full queue: counted apart, and the
+   client waits as told), p50/p99 per route, GET /health's p50/p99/max from a prober asking
+   every 50 ms throughout (it must never wait for the workers), and the server's peak RSS
+   (VmHWM). Target (issue 23): 64 clients x 60 s, 0 errors but 503s, /health p99 <= 100 ms,
+   peak RSS <= 600 MB.
 
 Writes bench/results/faces-load.json and prints a markdown table. A benchmark, not a test:
 run it on an idle machine.
@@ -18,6 +22,8 @@ import argparse
 import contextlib
 import http.client
 import json
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -43,7 +49,7 @@ def server(env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
     """`make run`'s server (uvicorn, one worker); yields (port, pid)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "emotion.app:create_app", "--factory"]
-    command += ["--host", HOST, "--port", str(port), "--no-access-log"]
+    command += ["--host", HOST, "--port", str(port), *serve_args()]
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, env=server_env(env), stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -56,6 +62,12 @@ def server(env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def serve_args() -> list[str]:
+    """The Makefile's SERVE_ARGS: the flags `make run` gives uvicorn."""
+    match = re.search(r"^SERVE_ARGS := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    return shlex.split(match[1]) if match else ["--no-access-log"]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -108,8 +120,9 @@ def sequential(port: int, request, n: int) -> dict:
 def load(port: int, reqs: dict, clients: int, seconds: float) -> dict:
     times: dict[str, list[float]] = {name: [] for name in reqs}
     errors: list[str] = []
+    busy = [0]
+    health: list[float] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
     deadline = [0.0]
 
     def client(i: int) -> None:
@@ -131,11 +144,32 @@ def load(port: int, reqs: dict, clients: int, seconds: float) -> dict:
             with lock:
                 if status == 200:
                     times[name].append(ms)
+                elif status == 503:
+                    busy[0] += 1
                 else:
                     errors.append(f"{name}: {status}")
+            if status == 503:
+                time.sleep(1.0)  # Retry-After: 1
         conn.close()
 
+    def prober() -> None:
+        conn = connect(port)
+        barrier.wait()
+        while time.perf_counter() < deadline[0]:
+            started = time.perf_counter()
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                with lock:
+                    errors.append(f"health: {response.status}")
+            health.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.05)
+        conn.close()
+
+    barrier = threading.Barrier(clients + 2)
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads.append(threading.Thread(target=prober))
     for thread in threads:
         thread.start()
     started = time.perf_counter()
@@ -149,14 +183,16 @@ def load(port: int, reqs: dict, clients: int, seconds: float) -> dict:
         "seconds": round(elapsed, 1),
         "errors": len(errors),
         "error_samples": errors[:10],
+        "busy_503": busy[0],
         "requests_per_s": round(sum(len(v) for v in times.values()) / elapsed, 1),
         **{name: pct(v) for name, v in times.items()},
+        "health": {**pct(health), "max": round(max(health), 2) if health else None},
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--clients", type=int, default=64)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--n", type=int, default=100, help="sequential requests per latency figure")
     p.add_argument("--quick", action="store_true", help="a smoke run: 4 clients, 3 s, n=10")
@@ -198,9 +234,12 @@ def table(r: dict) -> str:
         f"| /faces p50 / p99, 1280x720 JPEG, 3 faces ({r['faces_found_in_trio']} found) | "
         f"{r['faces_trio_1280x720']['p50']} / {r['faces_trio_1280x720']['p99']} ms |",
         f"| load: {load_['clients']} clients, {load_['seconds']} s, mixed | "
-        f"{load_['requests_per_s']} req/s, {load_['errors']} errors |",
+        f"{load_['requests_per_s']} req/s, {load_['errors']} errors, "
+        f"{load_['busy_503']} answered 503 busy |",
         f"| load /face p50 / p99 | {load_['face']['p50']} / {load_['face']['p99']} ms |",
         f"| load /faces p50 / p99 | {load_['faces']['p50']} / {load_['faces']['p99']} ms |",
+        f"| load GET /health p50 / p99 / max (every 50 ms) | {load_['health']['p50']} / "
+        f"{load_['health']['p99']} / {load_['health']['max']} ms |",
         f"| server peak RSS | {r['peak_rss_mb']} MB |",
     ]
     return "\n".join(rows)

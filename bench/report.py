@@ -162,7 +162,10 @@ def markdown(results: dict) -> str:
         f"{matmul['repeats']}) | {matmul['best']:.1f} | same machine |",
         f"| fraction of reachable matrix throughput | {model['fraction_of_matmul']:.0%} | "
         f"{seed['model']['fraction_of_matmul']:.0%} |",
-        f"| browser predictions/s (live-page test) | {_browser(results['browser'])} | n/a |",
+        f"| browser predictions/s (live-page test; target 15/s) | "
+        f"{_browser(results['browser'])} | n/a |",
+        f"| on-device predictions/s, first prediction after Start (targets 15/s, 5 s) | "
+        f"{_ondevice(results['browser'])} | n/a |",
         "",
         "## Notes",
         "",
@@ -192,6 +195,13 @@ def _vnni(machine: dict) -> str:
         return "not recorded"
     flags = [f for f in machine.get("cpu_flags", []) if "vnni" in f]
     return f"yes ({', '.join(flags)})" if machine["vnni"] else "no"
+
+
+def _ondevice(browser: dict) -> str:
+    device = browser.get("ondevice", {})
+    if device.get("status") != "measured":
+        return "not measured"
+    return f"{device['predictions_per_second']:.1f}/s, {device['first_prediction_s']:.2f} s"
 
 
 def _browser(browser: dict) -> str:

@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 RATE_JS = Path(__file__).resolve().parents[1] / "site" / "js" / "rate.js"
+LIMITS_JS = RATE_JS.with_name("limits.js")
+
+
+def page_constant(path: Path, name: str) -> int:
+    """`export const NAME = <n>;` from the page's code: the stack and the page share it."""
+    match = re.search(rf"^export const {name} = ([\d_]+);", path.read_text(), re.M)
+    if not match:
+        raise ValueError(f"{path}: no `export const {name} = <n>;`")
+    return int(match[1])
 
 
 def page_send_rate(path: Path = RATE_JS) -> int:
@@ -35,8 +44,19 @@ PAGES_PER_CLIENT = 2
 # limit get the function's own 413 (EMOTION_MAX_BODY_BYTES); larger ones never reach it.
 LAMBDA_PAYLOAD_BYTES = 6_000_000
 EVENT_OVERHEAD_BYTES = 64_000  # headers (HTTP API allows 10 KB) + request context, generously
-MAX_BODY_BYTES = 4_000_000
+MAX_BODY_BYTES = page_constant(LIMITS_JS, "MAX_UPLOAD_BYTES")  # the page's, the server's
 assert 4 * -(-MAX_BODY_BYTES // 3) + EVENT_OVERHEAD_BYTES < LAMBDA_PAYLOAD_BYTES
+
+# What one call costs through the Lambda handler (Mangum, a real HTTP API v2 event, warm), p50,
+# measured with `python -m bench.handler_timing` on the project's 2-core x86_64 machine while
+# it was busy (load ~12; 2026-12-06): /face 28.8 ms (p90 56 ms); /faces 204 ms for a 1024 px
+# photo as the page sends it, 526 ms (p90 765 ms) for a 4032x3024 one from another client.
+# The concurrency the stage lets in is its rates x these durations (infra/README.md).
+FACE_CALL_S = 0.03
+FACES_CALL_S = 0.53
+# Photos one viewer uploads per second at most (one every 5 s): /faces's own stage limit is
+# concurrent_viewers x this, as a photo costs FACES_CALL_S / FACE_CALL_S ~ 18 crops.
+PHOTOS_PER_VIEWER_PER_S = 0.2
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -110,12 +130,27 @@ def _retention(raw: Any) -> int:
     return value
 
 
+# CloudFront's names carry the stack and the region (`<stack>-<region>-<suffix>`, infra/stack.py).
+# The origin access control's, `<stack>-<region>-site`, has the tightest limit: 64 characters
+# (the response headers policy's and the web ACL's are 128).
+NAME_LIMIT = 64
+LONGEST_REGION = "ap-southeast-5"  # 14 characters: the longest AWS region name today
+OAC_SUFFIX = "site"
+MAX_STACK_NAME = NAME_LIMIT - len(LONGEST_REGION) - len(OAC_SUFFIX) - 2  # 44
+
+
 def _stack_name(raw: Any) -> str:
     value = str(raw).strip()
     ok = value[:1].isalpha() and all(c.isalnum() or c == "-" for c in value)
-    if not ok or len(value) > 128:
+    if not ok:
         raise ConfigError(
             f"context stackName={raw!r}: letters, digits and hyphens, starting with a letter"
+        )
+    if len(value) > MAX_STACK_NAME:
+        raise ConfigError(
+            f"context stackName={raw!r}: {len(value)} characters; at most {MAX_STACK_NAME}, so "
+            f"CloudFront's origin access control name (<stack>-<region>-{OAC_SUFFIX}) fits its "
+            f"{NAME_LIMIT}"
         )
     return value
 
@@ -139,6 +174,8 @@ class Config:
     concurrent_viewers: int = 10  # live pages; 10 x 20/s x D fits a quota of 10 (README)
     throttle_rate_limit: int | None = None  # steady requests/s, whole stage; None: derived
     throttle_burst_limit: int | None = None  # bucket size for bursts; None: 2 x rate
+    faces_rate_limit: int | None = None  # POST /faces requests/s; None: derived (photos)
+    faces_burst_limit: int | None = None  # None: 2 x the /faces rate
     per_client_limit: int | None = None  # WAF: requests per client IP per minute; None: derived
     per_client_limit_enabled: bool = True  # perClientLimit=none: no WAF web ACL
     alarm_email: str | None = None  # also send alarms here (SNS e-mail subscription)
@@ -166,8 +203,18 @@ class Config:
                 object.__setattr__(self, name, value)
         if self.throttle_burst_limit is None:
             object.__setattr__(self, "throttle_burst_limit", 2 * self.throttle_rate_limit)
+        if self.faces_rate_limit is None:
+            photos = max(1, round(self.concurrent_viewers * PHOTOS_PER_VIEWER_PER_S))
+            object.__setattr__(self, "faces_rate_limit", min(photos, self.throttle_rate_limit))
+        if self.faces_burst_limit is None:
+            object.__setattr__(self, "faces_burst_limit", 2 * self.faces_rate_limit)
         if not self.per_client_limit_enabled:
             object.__setattr__(self, "per_client_limit", None)
+
+    @property
+    def concurrency_needed(self) -> float:
+        """Lambda instances busy at once with both limits reached (infra/README.md)."""
+        return self.throttle_rate_limit * FACE_CALL_S + self.faces_rate_limit * FACES_CALL_S
 
 
 # field name -> context key (camelCase, as CDK context keys usually are)
@@ -181,6 +228,8 @@ CONTEXT_KEYS = {
     "concurrent_viewers": "concurrentViewers",
     "throttle_rate_limit": "throttleRateLimit",
     "throttle_burst_limit": "throttleBurstLimit",
+    "faces_rate_limit": "facesRateLimit",
+    "faces_burst_limit": "facesBurstLimit",
     "per_client_limit": "perClientLimit",
     "per_client_limit_enabled": "perClientLimit",
     "alarm_email": "alarmEmail",
@@ -198,6 +247,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "concurrent_viewers": _int("concurrentViewers", 1, 1000),
     "throttle_rate_limit": _int("throttleRateLimit", 1, 10000),
     "throttle_burst_limit": _int("throttleBurstLimit", 1, 5000),
+    "faces_rate_limit": _int("facesRateLimit", 1, 10000),
+    "faces_burst_limit": _int("facesBurstLimit", 1, 5000),
     "per_client_limit": _per_client,
     "per_client_limit_enabled": lambda raw: not _off(raw),
     "alarm_email": _email,

@@ -13,6 +13,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -25,6 +26,9 @@ PERIOD = Duration.minutes(5)
 SERVER_ERROR_RATE_PERCENT = 5  # API 5xx over all API requests, per 5 minutes
 P99_DURATION_MS = 1000  # a warm /face takes tens of ms; a second means trouble
 MIN_REQUESTS_FOR_RATE = 20  # below this many requests in 5 minutes the rate is noise
+# Throttled answers (429, from the stage's limits) in 5 minutes: one page backing off sends at
+# most ~40 (0.5 s doubling to 8 s), so this many means people are being turned away.
+THROTTLED_PER_5_MIN = 100
 
 
 class Monitoring(Construct):
@@ -36,6 +40,7 @@ class Monitoring(Construct):
         function: lambda_.IFunction,
         api: apigwv2.HttpApi,
         stage: apigwv2.HttpStage,
+        api_logs: logs.ILogGroup,
         timeout: Duration,
         alarm_email: str | None,
     ) -> None:
@@ -70,6 +75,17 @@ class Monitoring(Construct):
         duration_p99 = function.metric_duration(statistic="p99", period=PERIOD)
         throttles = function.metric_throttles(statistic="Sum", period=PERIOD)
         errors = function.metric_errors(statistic="Sum", period=PERIOD)
+        # HTTP APIs publish no 429 count: count them from the stage's access log.
+        throttled = logs.MetricFilter(
+            self,
+            "Throttled429",
+            log_group=api_logs,
+            filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
+            metric_namespace=METRICS_NAMESPACE,
+            metric_name="ApiThrottled",
+            metric_value="1",
+            default_value=0,
+        ).metric(statistic="Sum", period=PERIOD)
 
         self.alarms = [
             cloudwatch.Alarm(
@@ -107,6 +123,19 @@ class Monitoring(Construct):
                 ),
                 metric=throttles,
                 threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ApiThrottled",
+                alarm_description=(
+                    f"Over {THROTTLED_PER_5_MIN} API answers were 429 (stage or /faces throttle) "
+                    "in 5 minutes: raise concurrentViewers if the traffic is wanted."
+                ),
+                metric=throttled,
+                threshold=THROTTLED_PER_5_MIN,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -161,7 +190,7 @@ class Monitoring(Construct):
                 [
                     cloudwatch.GraphWidget(
                         title="API requests and errors (per 5 min)",
-                        left=[requests, client_errors, server_errors],
+                        left=[requests, client_errors, server_errors, throttled],
                         right=[error_rate],
                         width=12,
                     ),

@@ -5,8 +5,9 @@ and AWS_ENDPOINT_URL), then, through the site URL (the one public origin):
   1. the page loads, with the security headers of site/headers.json, and so do its scripts;
   2. GET /health answers {"status": "ok", ...};
   3. POST /face with a generated face crop returns the 8 classes, sorted, summing to 1;
-and GET /health once more on the API's own URL. Exit 0 when all pass, 1 when a check fails,
-2 when the stack or its outputs cannot be read; each problem is one line on stderr.
+and that the API's own URL refuses a direct call (403: only CloudFront gets through). Exit 0
+when all pass, 1 when a check fails, 2 when the stack or its outputs cannot be read; each
+problem is one line on stderr.
 """
 
 from __future__ import annotations
@@ -175,6 +176,16 @@ def check_health(base: str, **http) -> str:
     return f"{url}: ok, model {data.get('model')!r}"
 
 
+def check_direct_refused(api: str, **http) -> str:
+    """The API's own endpoint, called without CloudFront's origin header: 403 `forbidden`."""
+    url = urllib.parse.urljoin(api, "health")
+    response = fetch(url, **http)
+    expect_status(response, 403)
+    if response.json().get("error") != "forbidden":
+        raise SmokeError(f"{url}: 403 without the error 'forbidden': {response.body[:120]!r}")
+    return f"{url}: 403 forbidden (only CloudFront gets through)"
+
+
 def face_crop(size: int = 96) -> bytes:
     """A drawn grayscale face (oval, eyes, brows, nose, smile) as PNG: no data set needed."""
     from PIL import Image, ImageDraw, ImageFilter
@@ -232,7 +243,7 @@ def run(stack: str, *, region: str | None, headers_file: Path, **http) -> int:
         ("page", lambda: check_page(site, expected, **http)),
         ("health", lambda: check_health(site, **http)),
         ("face", lambda: check_face(site, **http)),
-        ("api health", lambda: check_health(api, **http)),
+        ("direct call refused", lambda: check_direct_refused(api, **http)),
     ]
     failed = 0
     for name, check in checks:

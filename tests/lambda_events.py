@@ -113,6 +113,25 @@ def rest_api_event(
     }
 
 
+def through_cloudfront(event: dict, secret: str) -> dict:
+    """The event as API Gateway passes on a request that CloudFront forwarded: the viewer's
+    headers (the Host is the API's own), plus CloudFront's and the stack's origin header."""
+    headers = {
+        **event["headers"],
+        "via": "2.0 1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d.cloudfront.net (CloudFront)",
+        "x-amz-cf-id": "Yl0Kq9ZbW1Nq3rU7dGf2eXw8sPq1oVz4tHk6jLm9nBc0aDe5fGh2Ij==",
+        "cloudfront-viewer-country": "IE",
+        "x-origin-verify": secret,
+    }
+    if "requestContext" in event and "http" not in event["requestContext"]:  # REST (1.0)
+        return {
+            **event,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        }
+    return {**event, "headers": headers}
+
+
 class LambdaContext:
     """The attributes of the context object the Lambda Python runtime passes."""
 

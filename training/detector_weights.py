@@ -54,6 +54,9 @@ CARD = {
         "sizes": [[16, 32], [64, 128], [256, 512]],
         "variances": [0.1, 0.2],
     },
+    # Read by serving (emotion.detect) and by the page (site/js/retinaface.js) alike.
+    "thresholds": {"score": 0.5, "nms_iou": 0.4},
+    "pad_multiple": 32,
 }
 
 

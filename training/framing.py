@@ -191,9 +191,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_framing(card_path: Path, result: dict, command: str) -> None:
     """The best framing into the model card's `framing` block (serving reads it; the export
-    step carries the block over when it rewrites the card)."""
+    step carries the block over when it rewrites the card). Its `as_sent` (training/crop_check.py)
+    is kept: re-run that after a new framing, its figures depend on it."""
     best = result["best"]
     card = json.loads(card_path.read_text())
+    kept = {k: v for k, v in card.get("framing", {}).items() if k == "as_sent"}
     card["framing"] = {
         "margin": best["margin"],
         "square": best["square"],
@@ -211,6 +213,7 @@ def write_framing(card_path: Path, result: dict, command: str) -> None:
             "accuracy_on_found_faces": best["on_found"],
             "face_route": result["face_route"],
         },
+        **kept,
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 

@@ -8,7 +8,9 @@ import json
 import time
 from pathlib import Path
 
+from PIL import Image
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,12 +22,18 @@ from emotion import logs
 from emotion.decode import decode_image
 from emotion.detect import Detection, FaceDetector
 from emotion.errors import ClientError, ModelFileError, bad_request
-from emotion.framing import Framing, refine_crop
+from emotion.framing import Framing, pixel_box, refine_crop
 from emotion.model import EmotionModel, ranked
-from emotion.payload import image_bytes
+from emotion.origin import OriginCheck
+from emotion.payload import image_bytes, read_body
+from emotion.pool import Pool
 from emotion.settings import Settings
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+# POST /faces without ?max_faces / ?min_size (the page's on-device mode copies these:
+# site/js/retinaface.js's SERVICE).
+MAX_FACES = 20
+MIN_SIZE = 24
 
 
 def create_app(
@@ -47,9 +55,15 @@ def create_app(
     openapi = OPENAPI.read_bytes()
     logs.configure()
 
-    async def face(request: Request) -> JSONResponse:
+    pool = Pool(settings.workers, settings.queue)
+
+    async def body_of(request: Request) -> bytes:
+        return await read_body(request, settings.max_body_bytes, settings.body_timeout)
+
+    def classify_crop(headers: Headers, body: bytes) -> tuple[dict, dict[str, float]]:
+        """/face's work, in a worker thread."""
         started = time.perf_counter()
-        data = await image_bytes(request, settings.max_body_bytes)
+        data = image_bytes(headers, body, settings.max_body_bytes)
         image = decode_image(data, settings.max_pixels, settings.min_side)
         decoded = time.perf_counter()
         # Is there a face in the crop, and where? Checked small: the crop is one face already.
@@ -63,28 +77,33 @@ def create_app(
         inferred = time.perf_counter()
 
         predictions = ranked(probabilities, model.card.classes)
-        top = next(iter(predictions))
         timings = {
             "decode": (decoded - started) * 1000,
             "detect": (detected - decoded) * 1000,
             "infer": (inferred - detected) * 1000,
         }
-        request.scope["state"]["log_fields"] = {"top": top, "face": face_found is not None}
         body = {
             "predictions": predictions,
-            "top": top,
-            "face": _face_block(face_found, image.size),
+            "top": next(iter(predictions)),
+            "face": _face_block(face_found, image, framing),
             "model": model.card.label,
             "detector": detector.label,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
+        return body, timings
+
+    async def face(request: Request) -> JSONResponse:
+        body, timings = await pool.run(classify_crop, request.headers, await body_of(request))
+        found = body["face"]["found"]
+        request.scope["state"]["log_fields"] = {"top": body["top"], "face": found}
         return JSONResponse(body, headers={"Server-Timing": _server_timing(timings)})
 
-    async def faces(request: Request) -> JSONResponse:
+    def classify_photo(
+        headers: Headers, body: bytes, max_faces: int, min_size: int
+    ) -> tuple[dict, dict[str, float]]:
+        """/faces's work, in a worker thread."""
         started = time.perf_counter()
-        max_faces = _int_param(request, "max_faces", 20, 1, settings.max_faces)
-        min_size = _int_param(request, "min_size", 24, 0, 100_000)
-        data = await image_bytes(request, settings.max_body_bytes)
+        data = image_bytes(headers, body, settings.max_body_bytes)
         image = decode_image(data, settings.max_pixels, settings.min_side)
         decoded = time.perf_counter()
         found = detector.detect(image, max_side=settings.detect_side, min_size=min_size)
@@ -110,7 +129,6 @@ def create_app(
             "detect": (detected - decoded) * 1000,
             "classify": (classified - detected) * 1000,
         }
-        request.scope["state"]["log_fields"] = {"faces": len(results)}
         body = {
             "faces": results,
             "image": {"width": image.width, "height": image.height},
@@ -118,6 +136,14 @@ def create_app(
             "detector": detector.label,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
+        return body, timings
+
+    async def faces(request: Request) -> JSONResponse:
+        max_faces = _int_param(request, "max_faces", MAX_FACES, 1, settings.max_faces)
+        min_size = _int_param(request, "min_size", MIN_SIZE, 0, 100_000)
+        data = await body_of(request)
+        body, timings = await pool.run(classify_photo, request.headers, data, max_faces, min_size)
+        request.scope["state"]["log_fields"] = {"faces": len(body["faces"])}
         return JSONResponse(body, headers={"Server-Timing": _server_timing(timings)})
 
     async def openapi_json(request: Request) -> Response:
@@ -144,11 +170,21 @@ def create_app(
     if settings.static_dir:
         allowed = {route.path: ", ".join(sorted(route.methods or ())) for route in routes}
         routes.append(Mount("/", app=_static_site(settings.static_dir, allowed)))
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(logs.AccessLog)],
+        middleware=[
+            Middleware(logs.AccessLog),
+            *(
+                [Middleware(OriginCheck, secret=settings.origin_secret)]
+                if settings.origin_secret
+                else []
+            ),
+        ],
         exception_handlers={ClientError: _client_error, HTTPException: _http_error},
     )
+    # `POST /face/` is a 404, not a redirect to a URL built from the request's Host header.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _load_model(path: Path, threads: int) -> EmotionModel:
@@ -169,10 +205,8 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    # Plain ASCII digits only: int() would also take "５", "1_0", "+5" and " 5".
+    value = int(raw) if raw.isascii() and raw.isdigit() else None
     if value is None or not low <= value <= high:
         raise bad_request(
             "bad_parameter", f"'{name}' must be a whole number from {low} to {high}; got {raw!r}."
@@ -188,13 +222,24 @@ def _clipped_box(face: Detection, size: tuple[int, int]) -> dict[str, int]:
     return {"x": left, "y": top, "width": max(0, right - left), "height": max(0, bottom - top)}
 
 
-def _face_block(face: Detection | None, size: tuple[int, int]) -> dict:
-    """/face's `face`: where the detector saw the face in the crop; when it saw none, the
-    whole crop (what was classified) with score 0."""
+def _face_block(face: Detection | None, image: Image.Image, framing: Framing) -> dict:
+    """/face's `face`: where the detector saw the face in the crop, and `region`, the part of
+    the crop the classifier was given (framed as the card says, or all of it when the crop is
+    classified as sent; it may reach past the crop's edges, whose pixels then repeat), so a page
+    can show exactly that. When it saw no face: the whole crop with score 0."""
+    whole = {"x": 0, "y": 0, "width": image.width, "height": image.height}
     if face is None:
-        whole = {"x": 0, "y": 0, "width": size[0], "height": size[1]}
-        return {"found": False, "score": 0.0, "box": whole}
-    return {"found": True, "score": round(face.score, 4), "box": _clipped_box(face, size)}
+        return {"found": False, "score": 0.0, "box": whole, "region": whole}
+    region = whole
+    if not framing.keeps(image, face):
+        left, top, right, bottom = pixel_box(framing.region(face))
+        region = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+    return {
+        "found": True,
+        "score": round(face.score, 4),
+        "box": _clipped_box(face, image.size),
+        "region": region,
+    }
 
 
 def _server_timing(timings: dict[str, float]) -> str:
@@ -202,7 +247,7 @@ def _server_timing(timings: dict[str, float]) -> str:
 
 
 async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
-    return JSONResponse(exc.as_json(), status_code=exc.status)
+    return JSONResponse(exc.as_json(), status_code=exc.status, headers=exc.headers)
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

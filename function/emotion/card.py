@@ -44,7 +44,9 @@ class ModelCard:
 
     @property
     def label(self) -> str:
-        return f"{self.name}@{self.version}"
+        recalibration = self.details.get("recalibration")
+        suffix = f"+{recalibration['id']}" if recalibration else ""
+        return f"{self.name}@{self.version}{suffix}"
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:

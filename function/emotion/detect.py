@@ -26,6 +26,8 @@ CROP_SIDE = 160  # /face's check: measured 99% of page crops found at 160 px, 83
 # (1024x576 is 64% of 1280x720's); every face of tests/face_scenes.py's group photo (40-150 px,
 # turned up to 45 degrees) is still found. `python -m bench.detect_sides` measures both per side.
 PHOTO_SIDE = 1024
+# The card's `thresholds` and `pad_multiple` (read by the page's detector too, site/js/
+# retinaface.js); these are what a card without them gets.
 DEFAULT_THRESHOLD = 0.5  # measured: 0.5 finds turned and dark faces with no false box
 NMS_IOU = 0.4
 _GRID = 32  # the network's coarsest stride: inputs are padded to a multiple of it
@@ -65,6 +67,9 @@ class DetectorCard:
     anchor_sizes: tuple[tuple[int, ...], ...]
     variances: tuple[float, float]
     details: dict
+    threshold: float = DEFAULT_THRESHOLD  # a face scores above this
+    nms_iou: float = NMS_IOU  # a box overlapping a better one by more is the same face
+    pad_multiple: int = _GRID
 
     @property
     def label(self) -> str:
@@ -82,13 +87,16 @@ class DetectorCard:
             anchor_sizes=tuple(tuple(s) for s in raw["anchors"]["sizes"]),
             variances=tuple(raw["anchors"]["variances"]),
             details=raw,
+            threshold=float(raw.get("thresholds", {}).get("score", DEFAULT_THRESHOLD)),
+            nms_iou=float(raw.get("thresholds", {}).get("nms_iou", NMS_IOU)),
+            pad_multiple=int(raw.get("pad_multiple", _GRID)),
         )
 
 
 class FaceDetector:
     """Loaded once per process; `detect` is thread-safe (ONNX Runtime sessions are)."""
 
-    def __init__(self, onnx_path: Path, threads: int = 0, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, onnx_path: Path, threads: int = 0, threshold: float | None = None):
         onnx_path = Path(onnx_path)
         card_path = onnx_path.with_suffix(".json")
         try:
@@ -111,7 +119,7 @@ class FaceDetector:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
-        self.threshold = threshold
+        self.threshold = self.card.threshold if threshold is None else threshold
         self.detect(Image.new("L", (64, 64), 128))  # warm-up: allocate at start, not per request
 
     @property
@@ -152,7 +160,7 @@ class FaceDetector:
         candidates = np.flatnonzero(scores > threshold)
         priors = self._anchors(width, height)[candidates]
         boxes, points = decode(loc[0][candidates], landmarks[0][candidates], priors)
-        faces = suppress(boxes, scores[candidates], points, threshold, NMS_IOU)
+        faces = suppress(boxes, scores[candidates], points, threshold, self.card.nms_iou)
         found = [_scaled(face, 1.0 / scale) for face in faces]
         found = [face for face in found if face.side >= min_size]
         return sorted(found, key=lambda f: f.width * f.height, reverse=True)
@@ -167,7 +175,8 @@ class FaceDetector:
         rgb = np.asarray(image.convert("RGB"))
         h, w = rgb.shape[:2]
         # Zero after mean subtraction = the mean colour: the padding reads as plain background.
-        batch = np.zeros((1, 3, -(-h // _GRID) * _GRID, -(-w // _GRID) * _GRID), np.float32)
+        grid = self.card.pad_multiple
+        batch = np.zeros((1, 3, -(-h // grid) * grid, -(-w // grid) * grid), np.float32)
         # Written plane by plane into the padded NCHW batch, BGR order: one pass, no copies.
         for plane, (channel, mean) in enumerate(zip((2, 1, 0), self.card.mean_bgr, strict=True)):
             np.subtract(rgb[:, :, channel], np.float32(mean), out=batch[0, plane, :h, :w])

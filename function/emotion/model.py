@@ -11,6 +11,7 @@ from PIL import Image
 
 from emotion.card import ModelCard
 from emotion.preprocess import to_input
+from emotion.recalibration import Recalibration
 
 
 class EmotionModel:
@@ -18,6 +19,8 @@ class EmotionModel:
 
     def __init__(self, onnx_path: Path, threads: int = 0):
         self.card = ModelCard.read(Path(onnx_path).with_suffix(".json"))
+        # A deployment's shift toward the people it serves (make recalibrate), or None.
+        self.recalibration = Recalibration.from_card(self.card.details, self.card.classes)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -51,7 +54,10 @@ class EmotionModel:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         # The card's temperature makes confidence match accuracy; it never changes the top class.
-        return softmax(logits / self.card.temperature)
+        probabilities = softmax(logits / self.card.temperature)
+        if self.recalibration is not None:
+            probabilities = self.recalibration.apply(probabilities)
+        return probabilities
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

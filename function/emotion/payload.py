@@ -5,17 +5,19 @@ Sizes are enforced while reading, before anything is decoded.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import re
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from emotion.errors import bad_request, too_large, unsupported
+from emotion.errors import bad_request, disconnected, timed_out, too_large, unsupported
 
 FIELD = "imgBase64"  # the seed client's form field
 FILE_FIELDS = ("image", "file")  # multipart uploads of the image itself
@@ -25,18 +27,42 @@ _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_-]")
 
 
-async def image_bytes(request: Request, max_body: int) -> bytes:
-    media_type = content_type(request.headers)
-    body = await _read_body(request, max_body)
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, on the event loop: at most `limit` bytes within `timeout` seconds."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _body_too_large(limit)
+    chunks, size = [], 0
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _body_too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise timed_out(f"The request body did not arrive within {timeout:g} s.") from None
+    except ClientDisconnect:
+        raise disconnected() from None
+    return b"".join(chunks)
+
+
+def image_bytes(headers: Headers, body: bytes, max_body: int) -> bytes:
+    """The image a body carries. CPU work (a form can be megabytes of fields): run it in the
+    worker pool, never on the event loop."""
+    media_type = content_type(headers)
     if not body:
         raise bad_request("empty_body", f"The request has no body; send the image in '{FIELD}'.")
     if media_type == "application/x-www-form-urlencoded":
-        return await _from_form(FormParser(request.headers, _once(body), max_part_size=max_body))
+        return _from_form(FormParser(headers, _once(body), max_part_size=max_body))
     if media_type == "multipart/form-data":
         parser = MultiPartParser(
-            request.headers, _once(body), max_files=1, max_fields=8, max_part_size=max_body
+            headers, _once(body), max_files=1, max_fields=8, max_part_size=max_body
         )
-        return await _from_form(parser)
+        # Every part stays in memory (the body limit bounds it): a face is never written to
+        # disk, as Starlette's default (a temporary file past 1 MB) would.
+        parser.spool_max_size = max_body + 1
+        return _from_form(parser)
     if media_type == "application/json":
         return _from_json(body)
     if media_type in RAW_IMAGE_TYPES:
@@ -49,19 +75,6 @@ async def image_bytes(request: Request, max_body: int) -> bytes:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _body_too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _body_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _body_too_large(limit: int):
     return too_large("body_too_large", f"The request body is over the {limit:,}-byte limit.")
 
@@ -70,7 +83,13 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-async def _from_form(parser: FormParser | MultiPartParser) -> bytes:
+def _from_form(parser: FormParser | MultiPartParser) -> bytes:
+    # Starlette's parsers are coroutines that here never wait (the body is in memory): run
+    # one on this worker thread's own short-lived loop.
+    return asyncio.run(_form_image(parser))
+
+
+async def _form_image(parser: FormParser | MultiPartParser) -> bytes:
     try:
         form = await parser.parse()
     except MultiPartException as e:
@@ -105,6 +124,8 @@ def _from_json(body: bytes) -> bytes:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("malformed_json", "The body is not valid JSON.") from None
+    except RecursionError:  # nesting deeper than the parser's stack: `[[[[...`
+        raise bad_request("malformed_json", "The JSON is nested too deeply.") from None
     value = document.get(FIELD) if isinstance(document, dict) else None
     if not isinstance(value, str) or not value:
         raise bad_request("missing_image", f"The JSON object has no '{FIELD}' string.")

@@ -4,12 +4,26 @@ export const CLASSES = [
   'Anger', 'Disgust', 'Surprise', 'Sadness', 'Happiness', 'Neutral', 'Contempt', 'Fear',
 ];
 
+// How long each request may take before the page gives up on it and says so. A face crop is
+// tens of ms on the server; a photo up to a second or two; the rest is the network.
+export const TIMEOUT_MS = { face: 10_000, faces: 30_000, health: 10_000 };
+
+// Statuses that mean "busy, try again", not "broken": throttled (429, API Gateway and the
+// WAF), the server's full queue (503 `busy`), a gateway timeout (504). A throttled Lambda
+// never runs, so API Gateway answers for it, with a 5xx and its own `{"message": ...}` body
+// (the function's errors carry `error`): that reads as busy too.
+const BUSY = new Set([429, 503, 504]);
+
 export class ApiError extends Error {
   constructor(message, { status = 0, code = 'unreachable' } = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+  }
+
+  get busy() {
+    return BUSY.has(this.status) || (this.status >= 500 && this.code === 'gateway');
   }
 }
 
@@ -19,6 +33,7 @@ async function readError(response) {
   try {
     const body = await response.json();
     if (body && typeof body.error === 'string') code = body.error;
+    else if (body && typeof body.message === 'string') code = 'gateway'; // API Gateway's own
     if (body && typeof body.detail === 'string') detail = body.detail;
   } catch {
     // Not JSON (a proxy's error page, say): keep the status line.
@@ -26,11 +41,20 @@ async function readError(response) {
   return new ApiError(detail, { status: response.status, code });
 }
 
-async function send(url, init) {
+async function send(url, { signal, timeoutMs, ...init }) {
+  // The caller's signal (a superseded request) and the timeout, whichever fires first.
+  const timeout = AbortSignal.timeout(timeoutMs);
   let response;
   try {
-    response = await fetch(url, { cache: 'no-store', ...init });
+    response = await fetch(url, {
+      cache: 'no-store', ...init, signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
   } catch (err) {
+    if (timeout.aborted && !(signal && signal.aborted)) {
+      throw new ApiError(`The server did not answer within ${timeoutMs / 1000} s.`, {
+        code: 'timeout',
+      });
+    }
     if (err && err.name === 'AbortError') throw err;
     throw new ApiError('The server cannot be reached.', { code: 'unreachable' });
   }
@@ -51,6 +75,7 @@ export async function classify(dataUrl, { signal } = {}) {
     method: 'POST',
     body: new URLSearchParams({ imgBase64: dataUrl }),
     signal,
+    timeoutMs: TIMEOUT_MS.face,
   });
   const predictions = body && body.predictions;
   if (!predictions || CLASSES.some((name) => typeof predictions[name] !== 'number')) {
@@ -73,6 +98,7 @@ export async function classifyPhoto(blob, { signal, maxFaces = 20 } = {}) {
     headers: { 'Content-Type': blob.type },
     body: blob,
     signal,
+    timeoutMs: TIMEOUT_MS.faces,
   });
   if (!body || !Array.isArray(body.faces) || !body.image) {
     throw new ApiError('The server answered without a list of faces.', { code: 'bad_response' });
@@ -89,7 +115,7 @@ export async function classifyPhoto(blob, { signal, maxFaces = 20 } = {}) {
 }
 
 export function health({ signal } = {}) {
-  return send('health', { method: 'GET', signal });
+  return send('health', { method: 'GET', signal, timeoutMs: TIMEOUT_MS.health });
 }
 
 /**
@@ -135,7 +161,8 @@ export function describe(err) {
   if (err && err.onDevice) return err.message; // ondevice.js: nothing was asked of the server
   if (err instanceof ApiError) {
     if (err.code === 'unreachable') return 'The server cannot be reached.';
-    if (err.status === 429) return 'The service is busy; retrying shortly.';
+    if (err.code === 'timeout') return err.message;
+    if (err.busy) return 'The service is busy; retrying shortly.';
     if (err.status >= 500) return `The server had a problem (${err.status}).`;
     return `The server refused the image: ${err.message}`;
   }

@@ -3,8 +3,11 @@
 import { Alerts } from './alerts.js';
 import { Backoff, describe, health } from './api.js';
 import { Bars } from './bars.js';
+import { CalibrationPanel } from './calibrate-flow.js';
+import { Calibration } from './calibration.js';
 import { Live } from './live.js';
 import { Analyser } from './ondevice.js';
+import { ModelView } from './seen.js';
 import { Upload } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
@@ -81,13 +84,14 @@ class Stats {
   }
 }
 
-async function checkServer(alerts, modelInfo, backoff) {
+async function checkServer(alerts, modelInfo, backoff, onHealth = () => {}) {
   for (;;) {
     try {
       const body = await health();
       alerts.clear('health');
       backoff.succeed();
       if (body && body.model) modelInfo.textContent = `Model: ${body.model}`;
+      if (body) onHealth(body);
       return;
     } catch (err) {
       if (backoff.ready()) backoff.fail();
@@ -115,6 +119,9 @@ function main() {
     modelInfo: $('model-info'),
   });
 
+  // The person's calibration: on this device only, applied to every live answer.
+  const personal = new Calibration();
+  const applyToPhotos = $('apply-personal');
   const upload = new Upload({
     input: $('file'),
     dropzone: $('dropzone'),
@@ -123,6 +130,19 @@ function main() {
     results: $('upload-results'),
     alerts,
     backoff,
+    analyser,
+    adjust: (predictions) => (applyToPhotos.checked ? personal.apply(predictions) : predictions),
+  });
+
+  const seen = new ModelView({
+    toggle: $('seen-toggle'),
+    panel: $('seen'),
+    note: $('seen-note'),
+    input: $('seen-input'),
+    zoom: $('seen-zoom'),
+    zoomMarks: $('seen-zoom-marks'),
+    sent: $('seen-sent'),
+    sentMarks: $('seen-sent-marks'),
     analyser,
   });
 
@@ -139,6 +159,8 @@ function main() {
     alerts,
     backoff,
     analyser,
+    personal,
+    seen,
     onNoCamera: () => {
       uploadPanel.classList.add('suggested');
       $('upload-intro').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
@@ -146,14 +168,40 @@ function main() {
     },
   });
 
+  const calibrate = new CalibrationPanel({
+    state: $('personal-state'),
+    start: $('calibrate-start'),
+    notRight: $('not-right'),
+    reset: $('personal-reset'),
+    exportButton: $('personal-export'),
+    importInput: $('personal-import'),
+    flow: $('calibration-flow'),
+    step: $('calibration-step'),
+    instruction: $('calibration-instruction'),
+    countdown: $('calibration-countdown'),
+    frames: $('calibration-frames'),
+    count: $('calibration-count'),
+    skip: $('calibration-skip'),
+    redo: $('calibration-redo'),
+    cancel: $('calibration-cancel'),
+    summary: $('calibration-summary'),
+    picker: $('not-right-picker'),
+    pickerChoices: $('not-right-choices'),
+    pickerCancel: $('not-right-cancel'),
+    message: $('personal-message'),
+    applyToPhotos: $('apply-personal-label'),
+  }, personal, live);
+
   if (!window.tracking) {
     $('start').disabled = true;
     live.setStatus('The face tracker (tracking.js) did not load; reload the page.', true);
   }
   window.addEventListener('pagehide', () => live.stop());
   document.body.dataset.ready = 'true';
-  checkServer(alerts, $('model-info'), backoff);
-  return { live, upload, analyser };
+  checkServer(alerts, $('model-info'), backoff, (body) => {
+    seen.inputSize.server = body.input_size || 0;
+  });
+  return { live, upload, analyser, personal, calibrate };
 }
 
 main();

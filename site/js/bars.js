@@ -26,6 +26,9 @@ export class Bars {
       track.setAttribute('aria-labelledby', label.id);
       track.setAttribute('aria-valuemin', '0');
       track.setAttribute('aria-valuemax', '100');
+      // A meter must always have a value (axe: aria-required-attr); none yet says so in words.
+      track.setAttribute('aria-valuenow', '0');
+      track.setAttribute('aria-valuetext', 'no result yet');
       const fill = document.createElement('span');
       fill.className = 'bar-fill';
       track.append(fill);

@@ -1,80 +1,37 @@
-// On-device classification: the compact model in onnxruntime-web (WebAssembly), off the
-// page's thread. Messages in: {type: 'load', manifest} then {type: 'classify', id, buffer,
-// width, height} (RGBA pixels of one face crop). Out: progress, ready, result, error.
-// The model file is fetched once, checked against its SHA-256, and kept in Cache Storage
-// under its content-hashed name, so a later visit (or an offline one) reads it from disk.
+// On-device analysis: the compact model and the server's face detector in onnxruntime-web
+// (WebAssembly), off the page's thread. Messages in: {type: 'load', manifest, detector} (the
+// two manifests' URLs), then {id, buffer, width, height} (RGBA pixels) with type 'classify'
+// (one face crop, read as it is), 'check' (a crop that should hold one face: /face's check,
+// then the face framed as the card says, then classified) or 'faces' (a whole photo: what
+// POST /faces does). Out: progress, ready, result, error.
+// Both files are fetched once, checked and cached (model-file.js), behind one progress bar.
 
 import * as ort from '../vendor/ort/ort.wasm.min.js';
 import { probabilities, toInput } from './preprocess.js';
+import { modelFiles, readManifest } from './model-file.js';
+import { Detector } from './detector.js';
+import { cropRegion, framingOf, keeps, pixelBox, region as framed } from './framing.js';
+import { clippedBox } from './retinaface.js';
 
-const CACHE = 'emotion-model';
 let session = null;
 let card = null;
+let detector = null;
 
 function post(message, transfer = []) {
   self.postMessage(message, transfer);
 }
 
-async function sha256(bytes) {
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-/** The whole body, reporting progress as it arrives. */
-async function download(url, expected) {
-  const response = await fetch(url, { cache: 'no-cache' });
-  if (!response.ok) throw new Error(`The model could not be downloaded (${response.status}).`);
-  const total = Number(response.headers.get('Content-Length')) || expected;
-  const reader = response.body.getReader();
-  const bytes = new Uint8Array(total);
-  let received = 0;
-  let chunks = null; // only if the server sent more than announced
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (!chunks && received + value.length <= total) bytes.set(value, received);
-    else (chunks ||= [bytes.slice(0, received)]).push(value);
-    received += value.length;
-    post({ type: 'progress', received, total });
-  }
-  if (!chunks) return bytes.subarray(0, received);
-  const all = new Uint8Array(received);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return all;
-}
-
-async function modelBytes(url, manifest) {
-  const cache = self.caches ? await caches.open(CACHE).catch(() => null) : null;
-  if (cache) {
-    // Stored only after its checksum matched, under a name that holds that checksum.
-    const hit = await cache.match(url);
-    if (hit) return { bytes: new Uint8Array(await hit.arrayBuffer()), cached: true };
-  }
-  const bytes = await download(url, manifest.bytes);
-  if ((await sha256(bytes)) !== manifest.sha256) {
-    throw new Error('The downloaded model is damaged (its checksum does not match).');
-  }
-  if (cache) {
-    // Older models (other hashed names) are dropped: one copy on disk at a time.
-    for (const old of await cache.keys()) if (old.url !== url) await cache.delete(old);
-    const headers = { 'Content-Type': 'application/octet-stream' };
-    await cache.put(url, new Response(bytes, { headers })).catch(() => {});
-  }
-  return { bytes, cached: false };
-}
-
-async function load(manifestUrl) {
+async function load(manifestUrl, detectorUrl) {
   const started = performance.now();
-  const response = await fetch(manifestUrl, { cache: 'no-cache' });
-  if (!response.ok) throw new Error(`The model description could not be read (${response.status}).`);
-  const manifest = await response.json();
-  const url = new URL(manifest.file, manifestUrl).href;
-  const { bytes, cached } = await modelBytes(url, manifest);
-  post({ type: 'progress', received: bytes.length, total: bytes.length, compiling: true });
+  const [manifest, detectorCard] = await Promise.all([
+    readManifest(manifestUrl), readManifest(detectorUrl),
+  ]);
+  const [model, detectorFile] = await modelFiles([
+    { manifest, url: manifestUrl, cache: 'emotion-model' },
+    { manifest: detectorCard, url: detectorUrl, cache: 'emotion-detector' },
+  ], (progress) => post({ type: 'progress', ...progress }));
+  const bytes = manifest.bytes + detectorCard.bytes;
+  post({ type: 'progress', received: bytes, total: bytes, compiling: true });
 
   ort.env.wasm.wasmPaths = { wasm: new URL('../vendor/ort/ort-wasm-simd-threaded.wasm', import.meta.url).href };
   // Threads need SharedArrayBuffer, so a cross-origin-isolated page (COOP + COEP headers).
@@ -82,21 +39,29 @@ async function load(manifestUrl) {
     ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1))
     : 1;
   ort.env.wasm.proxy = false;
-  session = await ort.InferenceSession.create(bytes, {
+  session = await ort.InferenceSession.create(model.bytes, {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
     // Fold the int8 weights' DequantizeLinear into float weights once, here, not per frame.
     extra: { session: { disable_quant_qdq: '1' } },
   });
+  const detectorSession = await ort.InferenceSession.create(detectorFile.bytes, {
+    executionProviders: ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
   card = manifest;
-  // One inference now, so the first face does not pay for lazy allocation.
+  detector = new Detector(ort, detectorSession, detectorCard);
+  // One inference of each now, so the first face does not pay for lazy allocation.
   const side = card.input_size;
   await run(new Uint8ClampedArray(side * side * 4).fill(128), side, side);
+  await detector.detect(new Uint8ClampedArray(64 * 64 * 4).fill(128), 64, 64, { maxSide: 64 });
   post({
     type: 'ready',
     label: manifest.label,
-    cached,
-    bytes: manifest.bytes,
+    detector: detectorCard.label,
+    inputSize: card.input_size,
+    cached: model.cached && detectorFile.cached,
+    bytes,
     threads: ort.env.wasm.numThreads,
     ms: performance.now() - started,
   });
@@ -111,26 +76,67 @@ async function run(rgba, width, height) {
   return Object.fromEntries(card.classes.map((name, i) => [name, probs[i]]));
 }
 
+/** /face on this device: where the crop's face is (checked at `side`, as the server does),
+ * and its expression, read from the face framed as the card says, or from the crop as sent
+ * when no face is found or the face fills it (refine_crop). `face` is /face's block. */
+async function check(rgba, width, height, { side }) {
+  const [face = null] = await detector.detect(rgba, width, height, { maxSide: side, upscale: true });
+  const framing = framingOf(card);
+  const kept = keeps(face, width, height, framing);
+  const [x1, y1, x2, y2] = kept ? [0, 0, width, height] : pixelBox(framed(face, framing));
+  const crop = kept ? { data: rgba, width, height } : cropRegion(rgba, width, height, [x1, y1, x2, y2]);
+  const predictions = await run(crop.data, crop.width, crop.height);
+  const region = { x: x1, y: y1, width: x2 - x1, height: y2 - y1 }; // what the model read
+  const block = face
+    ? { found: true, score: face.score, box: clippedBox(face, width, height), region }
+    : { found: false, score: 0, box: region, region };
+  return { predictions, face: block };
+}
+
+/** POST /faces on this device: every face in a photo, each framed and classified. */
+async function photo(rgba, width, height, { maxSide, minSize, maxFaces }) {
+  const found = await detector.detect(rgba, width, height, { maxSide, minSize });
+  const framing = framingOf(card);
+  const faces = [];
+  for (const face of found.slice(0, maxFaces)) {
+    const crop = cropRegion(rgba, width, height, framed(face, framing));
+    faces.push({
+      box: clippedBox(face, width, height), // as /faces answers it
+      detection: { x: face.x, y: face.y, width: face.width, height: face.height },
+      score: face.score,
+      predictions: await run(crop.data, crop.width, crop.height),
+    });
+  }
+  return { faces };
+}
+
+const JOBS = {
+  classify: async (rgba, width, height) => ({ predictions: await run(rgba, width, height) }),
+  check,
+  faces: photo,
+};
+
 let queue = Promise.resolve();
 
 self.onmessage = (event) => {
   const message = event.data;
   if (message.type === 'load') {
-    load(message.manifest).catch((err) => post({ type: 'error', error: String(err.message || err) }));
+    load(message.manifest, message.detector)
+      .catch((err) => post({ type: 'error', error: String(err.message || err) }));
     return;
   }
-  if (message.type === 'classify') {
-    const { id, buffer, width, height } = message;
-    // session.run is not re-entrant: one inference at a time, in order.
-    queue = queue.then(async () => {
-      const started = performance.now();
-      try {
-        if (!session) throw new Error('The on-device model is not loaded yet.');
-        const predictions = await run(new Uint8ClampedArray(buffer), width, height);
-        post({ type: 'result', id, predictions, ms: performance.now() - started });
-      } catch (err) {
-        post({ type: 'result', id, error: String(err.message || err) });
-      }
-    });
-  }
+  const job = JOBS[message.type];
+  if (!job) return;
+  const { id, buffer, width, height, options = {} } = message;
+  // session.run is not re-entrant: one job at a time, in order.
+  queue = queue.then(async () => {
+    const started = performance.now();
+    try {
+      if (!session || !detector) throw new Error('The on-device model is not loaded yet.');
+      const answer = await job(new Uint8ClampedArray(buffer), width, height, options);
+      post({ type: 'result', id, ...answer, ms: performance.now() - started });
+    } catch (err) {
+      post({ type: 'result', id, error: String(err.message || err) });
+    }
+  });
 };

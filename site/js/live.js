@@ -1,7 +1,8 @@
 // The live camera: getUserMedia -> tracking.js proposes boxes on a downscaled frame (in a
 // worker) -> a crop per box, one request in flight per box (frames are dropped, never queued)
-// -> the server says whether the crop holds a face and where -> only verified faces are shown,
-// counted and smoothed (tracks.js).
+// -> the server (or, on this device, the same detector in a worker: ondevice.js) says whether
+// the crop holds a face and where -> only verified faces are shown, counted and smoothed
+// (tracks.js).
 
 import { classify, describe } from './api.js';
 import { FaceCropper, FaceDetector, squareAround } from './faces.js';
@@ -9,20 +10,19 @@ import { percent } from './bars.js';
 import { RateMeter } from './smooth.js';
 import { SendRate } from './rate.js';
 import { readCheck, setPace, Tracks } from './tracks.js';
-import { DEVICE_CROP_MARGIN } from './ondevice.js';
 
 // tracking.js only has to propose new faces: verified ones follow the server's box between
 // its runs. Measured on tests/browser/scenes.py (python -m tests.browser.recall): 480 px and an
 // initial scale of 1.25 find the 60 px faces a 320 px copy misses.
-const DETECT_EVERY_MS = 150;
-const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
+export const DETECT_EVERY_MS = 150;
+export const DETECT_SETTLED_MS = 500; // every box judged: tracking.js only looks for newcomers
 export const DETECTION = {
   width: 480,
   options: { initialScale: 1.25, stepSize: 1.5, edgesDensity: 0.1, scaleFactor: 1.25 },
 };
 const MIN_SEND_GAP_MS = 33; // a camera gives ~30 frames/s: no point asking twice per frame
-const CROP_MARGIN = 0.25; // context around the box, so the server's detector sees a whole face
-const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
+export const CROP_MARGIN = 0.25; // context around the box, so the detector sees a whole face
+export const STALE_AFTER_MS = 1000; // no answer for this long while asking: the result is paused
 
 export function cameraProblem(err) {
   const name = err && err.name;
@@ -40,9 +40,11 @@ export function cameraProblem(err) {
 
 export class Live {
   constructor({ video, overlay, stage, hint, startButton, stopButton, status, stats, panel,
-    alerts, backoff, onNoCamera, analyser = null }) {
+    alerts, backoff, onNoCamera, analyser = null, seen = null, personal = null }) {
+    // personal: the person's calibration (calibration.js); it sees the main face's raw answers
+    // and adjusts what is shown.
     Object.assign(this, { video, overlay, stage, hint, startButton, stopButton, status, stats,
-      panel, alerts, backoff, onNoCamera, analyser });
+      panel, alerts, backoff, onNoCamera, analyser, seen, personal });
     this.context = overlay.getContext('2d');
     this.cropper = new FaceCropper();
     this.detector = null;
@@ -151,6 +153,7 @@ export class Live {
     this.stopButton.disabled = true;
     this.alerts.clear('live');
     this.panel.idle('Camera off');
+    if (this.seen) this.seen.clear();
     this.shown = '';
     this.meter.reset();
     this.stats.show({ faces: 0, rate: 0 });
@@ -224,24 +227,31 @@ export class Live {
     // Requests to the server share one page-wide cap; on-device analysis sends nothing.
     const toServer = !(this.analyser && this.analyser.onDevice);
     if (toServer && !this.sendRate.take(now)) return;
-    const square = squareAround(face.box, w, h, toServer ? CROP_MARGIN : DEVICE_CROP_MARGIN);
+    const square = squareAround(face.box, w, h, CROP_MARGIN);
     const controller = new AbortController();
     const session = this.session;
     face.inFlight = controller;
     face.sentAt = now;
     // The analyser (ondevice.js) sends the crop to the server or runs the on-device model.
+    const keep = Boolean(this.seen && this.seen.open); // what the model saw, when it is shown
     const request = this.analyser
-      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal })
+      ? this.analyser.classify(this.video, square, { cropper: this.cropper, signal: controller.signal, keep })
       : classify(this.cropper.dataUrl(this.video, square), { signal: controller.signal });
     request
-      .then(({ predictions, face: check, rtt }) => {
+      .then(({ predictions, face: check, cropSize, rtt, sent }) => {
         if (session !== this.session || !this.running) return;
         const at = performance.now();
         this.failing = false;
         this.answeredAt = at;
         // A crop without a face: its emotion is not shown (and the box may be dropped).
-        if (face.settle(readCheck(check, square, this.cropper.size), predictions, at)) {
+        // The check's box is in the crop's pixels: the cropper's on the server, the
+        // region's own on this device (`cropSize`).
+        const checked = readCheck(check, square, cropSize || this.cropper.size);
+        const shown = this.personal ? this.personal.apply(predictions) : predictions;
+        if (face.settle(checked, shown, at)) {
           this.meter.add(rtt);
+          if (sent && face === this.mainFace()) this.seen.show({ sent, check, box: face.box });
+          if (this.personal && face === this.mainFace()) this.personal.observe(predictions, at);
         }
         const wasBusy = this.busy;
         this.busy = false;
@@ -255,8 +265,8 @@ export class Live {
         if (session !== this.session || !this.running) return;
         this.failing = true;
         if (this.backoff.ready()) this.backoff.fail();
-        if (err && err.status === 429) {
-          // Throttled (stage limit or per-client rule): expected under load, not an error.
+        if (err && err.busy) {
+          // Throttled or a full queue (429, 503, 504): expected under load, not an error.
           this.busy = true;
           this.setStatus('Busy, retrying…');
           return;
@@ -332,6 +342,7 @@ export class Live {
     } else {
       this.shown = '';
       this.panel.idle('No face in view');
+      if (this.seen && this.seen.shown) this.seen.clear('No face in view.');
     }
     if (now - this.lastStats >= 250) {
       this.lastStats = now;

@@ -1,15 +1,16 @@
 // Where faces are analysed: on the server (the default) or on this device, with the compact
-// model in a worker (js/classify-worker.js). The choice is remembered (localStorage). The live
-// view and the photo upload ask `analyser.classify(...)` and get the same answer shape
-// ({predictions, rtt}) either way; in on-device mode no image leaves the page.
+// model and the server's face detector in a worker (js/classify-worker.js). The choice is
+// remembered (localStorage). The live view asks `analyser.classify(...)` and gets the same
+// answer shape ({predictions, face, rtt}: /face's) either way; photos on this device go to
+// `analyser.findFaces(...)`, which answers as POST /faces does. In on-device mode no image
+// leaves the page.
 
 import { classify as classifyOnServer } from './api.js';
+import { SERVICE } from './retinaface.js';
 
 export const STORAGE_KEY = 'emotion-evaluator.analyse';
 export const MANIFEST = 'models/compact.json';
-// On this device no detector re-frames the crop (the server's /face does): the margin around
-// tracking.js's brow-to-chin box that the seed's design measured for FER-style crops.
-export const DEVICE_CROP_MARGIN = 0.12;
+export const DETECTOR_MANIFEST = 'models/detector.json';
 const PRIVACY = {
   server: 'Your camera frames are analysed on the fly and never stored.',
   device: 'Faces are analysed on this device: no camera frame or photo leaves it.',
@@ -57,15 +58,19 @@ class DeviceModel {
       });
     });
     this.ready.catch(() => this.fail('The on-device model is not available.'));
-    this.worker.postMessage({ type: 'load', manifest: new URL(MANIFEST, document.baseURI).href });
+    this.worker.postMessage({
+      type: 'load',
+      manifest: new URL(MANIFEST, document.baseURI).href,
+      detector: new URL(DETECTOR_MANIFEST, document.baseURI).href,
+    });
   }
 
-  settle({ id, predictions, error, ms }) {
+  settle({ id, error, type, ...answer }) {
     const job = this.pending.get(id);
     if (!job) return;
     this.pending.delete(id);
     if (error) job.reject(new OnDeviceError(`The on-device model failed: ${error}`));
-    else job.resolve({ predictions, ms });
+    else job.resolve(answer);
   }
 
   fail(message) {
@@ -73,13 +78,14 @@ class DeviceModel {
     this.pending.clear();
   }
 
-  run(imageData) {
+  /** A job for the worker ('classify', 'check' or 'faces') on these pixels (handed over). */
+  run(imageData, type = 'classify', options = {}) {
     const id = this.nextId++;
     const { buffer } = imageData.data;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage(
-        { type: 'classify', id, buffer, width: imageData.width, height: imageData.height },
+        { type, id, buffer, width: imageData.width, height: imageData.height, options },
         [buffer],
       );
     });
@@ -155,8 +161,9 @@ export class Analyser {
     { state: 'loading' });
   }
 
-  showReady({ label, cached, bytes, threads }) {
+  showReady({ label, cached, bytes, threads, inputSize }) {
     this.label = label;
+    this.inputSize = inputSize; // what "What the model saw" (seen.js) resizes to
     if (this.status) this.status.dataset.threads = String(threads);
     if (this.progress) this.progress.hidden = true;
     if (this.modelInfo) this.modelInfo.dataset.device = label;
@@ -198,23 +205,74 @@ export class Analyser {
       this.canvas.height = h;
     }
     this.context.drawImage(source, x, y, w, h, 0, 0, w, h);
+    this.lastRegion = { x, y };
     return this.context.getImageData(0, 0, w, h);
   }
 
   /**
    * One face: `square` of `source` (a video, image, bitmap or canvas). On the server: the
    * cropper's small grayscale JPEG goes out as before. On this device: the region's own pixels
-   * go to the worker, which preprocesses exactly as the server would (centre square of a
-   * region that is not square, grayscale, resize, normalise).
+   * go to the worker, which checks it for a face as /face does (`face`: found, score, box and
+   * the region the classifier read, in the crop's pixels, `cropSize` wide), frames that face
+   * as the card says and preprocesses it exactly as the server would. With `check: false` the
+   * region is classified as it is. keep: the answer also carries `sent`, what was classified
+   * (seen.js shows it; nothing is stored).
    */
-  async classify(source, square, { cropper, signal, sourceWidth, sourceHeight } = {}) {
-    if (!this.onDevice) return classifyOnServer(cropper.dataUrl(source, square), { signal });
+  async classify(source, square,
+    { cropper, signal, sourceWidth, sourceHeight, keep, check = true } = {}) {
+    if (!this.onDevice) {
+      const dataUrl = cropper.dataUrl(source, square);
+      const answer = await classifyOnServer(dataUrl, { signal });
+      return keep ? { ...answer, sent: { dataUrl } } : answer;
+    }
     const started = performance.now();
     await this.load();
     const w = sourceWidth || source.videoWidth || source.naturalWidth || source.width;
     const h = sourceHeight || source.videoHeight || source.naturalHeight || source.height;
-    const { predictions } = await this.model.run(this.pixels(source, square, w, h));
+    const pixels = this.pixels(source, square, w, h);
+    const cropSize = pixels.width;
+    // A copy: the worker takes the pixels' buffer.
+    const copy = keep && new ImageData(new Uint8ClampedArray(pixels.data), pixels.width, pixels.height);
+    const sent = copy && { imageData: copy, ...this.lastRegion };
+    const answer = await this.model.run(pixels, check ? 'check' : 'classify',
+      { side: SERVICE.cropSide });
     if (signal && signal.aborted) throw new DOMException('Aborted', 'AbortError');
-    return { predictions, rtt: performance.now() - started };
+    return { predictions: answer.predictions, face: answer.face, cropSize,
+      rtt: performance.now() - started, ...(sent && { sent }) };
+  }
+
+  /**
+   * POST /faces on this device: every face in a photo (a File or Blob), found by the server's
+   * detector with the service's defaults, each framed and classified. The photo is decoded
+   * upright (EXIF orientation applied, as the server's decode does) and without colour
+   * management (Pillow ignores embedded profiles). Answers {faces: [{box, detection, score,
+   * predictions}], image: {width, height}}, boxes in the upright photo's pixels.
+   */
+  async findFaces(photo, options = {}) {
+    await this.load();
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(photo, {
+        imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none',
+      });
+    } catch {
+      // The page's <img> shows what it could read of a truncated file; the whole is needed.
+      throw new OnDeviceError('The image data is truncated or corrupt.');
+    }
+    const { width, height } = bitmap;
+    const canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    const context = canvas.getContext('2d', { willReadFrequently: true });
+    context.fillStyle = '#fff'; // transparent pixels count as white, as decode.py has it
+    context.fillRect(0, 0, width, height);
+    context.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const pixels = context.getImageData(0, 0, width, height);
+    canvas.width = canvas.height = 0; // let the large canvas go now
+    const { faces } = await this.model.run(pixels, 'faces', {
+      maxSide: SERVICE.photoSide, minSize: SERVICE.minSize, maxFaces: SERVICE.maxFaces, ...options,
+    });
+    return { faces, image: { width, height } };
   }
 }

@@ -47,7 +47,7 @@ function bilinear(x) {
 }
 
 /** Pillow's precompute_coeffs + normalize_coeffs_8bpc for one axis. */
-function coefficients(inSize, outSize) {
+export function coefficients(inSize, outSize) {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = 1 * filterScale; // the bilinear filter's support is 1

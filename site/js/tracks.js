@@ -1,7 +1,8 @@
 // Faces followed over time in the live view. tracking.js (Viola-Jones) only proposes boxes;
 // a box becomes a face when the server's detector finds a face in its crop (the `face` block
-// of /face's answer), and stops being one after a few crops in a row without a face. Only
-// verified faces are drawn, counted, classified and can be the main face.
+// of /face's answer, or the same check on this device: ondevice.js), and stops being one
+// after a few crops in a row without a face. Only verified faces are drawn, counted,
+// classified and can be the main face.
 
 import { iou } from './faces.js';
 import { Smoother } from './smooth.js';
@@ -62,9 +63,9 @@ function centreInside(box, outer) {
 }
 
 /**
- * The server's verdict on one crop: {found, box} with the box in the frame's pixels, or null
- * when the answer has no usable `face` block (an older server, or on-device mode: nothing to
- * verify with, so the proposal is trusted as before).
+ * The detector's verdict on one crop: {found, box} with the box in the frame's pixels, or null
+ * when the answer has no usable `face` block (an older server: nothing to verify with, so the
+ * proposal is trusted as before). `cropSize`: the crop's width in the pixels of the check's box.
  */
 export function readCheck(check, square, cropSize) {
   if (!check || typeof check.found !== 'boolean') return null;

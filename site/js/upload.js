@@ -1,38 +1,38 @@
 // A photo instead of the camera: the server finds every face (POST /faces) and reads each
 // one; boxes are drawn on the photo, with a result card per face. In on-device mode
-// (ondevice.js) nothing may leave the device, so tracking.js finds the faces in the page.
+// (ondevice.js) nothing may leave the device: the same detector and model run in a worker.
 
-import { ApiError, classify, classifyPhoto, describe } from './api.js';
+import { ApiError, classifyPhoto, describe } from './api.js';
 import { Bars, percent } from './bars.js';
-import { centreSquare, FaceCropper, FaceDetector, squareAround } from './faces.js';
+import { squareAround } from './faces.js';
+import { MAX_UPLOAD_BYTES, PHOTO_SEND_SIDE } from './limits.js';
 
-const MAX_PHOTO_FACES = 12;
-const DETECT_WIDTH = 640; // photos are one-off: a larger copy finds smaller faces
 const DISPLAY_WIDTH = 960;
 const COLOURS = ['#ffd166', '#4cc9f0', '#f4978e', '#95d5b2', '#cdb4db', '#f9c74f'];
-const SENT_AS_IS = new Set(['image/jpeg', 'image/png', 'image/webp']); // raw bodies /faces takes
-const MAX_SEND_BYTES = 4_500_000; // under the server's 5 MB body limit
-const MAX_SEND_SIDE = 2560; // a larger photo is sent as a smaller JPEG copy
 const THUMB = 96;
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The photo as /faces takes it: the file itself, or a JPEG copy (other formats, large files). */
-function photoBody(file, image) {
-  if (SENT_AS_IS.has(file.type) && file.size <= MAX_SEND_BYTES) return Promise.resolve(file);
+/**
+ * The photo as /faces takes it: always a JPEG copy, its longer side no more than what the
+ * server detects at (it would shrink a larger one anyway), so it stays far under the limit.
+ */
+function photoBody(image) {
   const w = image.naturalWidth;
   const h = image.naturalHeight;
-  const scale = Math.min(1, MAX_SEND_SIDE / Math.max(w, h));
+  const scale = Math.min(1, PHOTO_SEND_SIDE / Math.max(w, h));
   const canvas = document.createElement('canvas');
   canvas.width = Math.max(1, Math.round(w * scale));
   canvas.height = Math.max(1, Math.round(h * scale));
   canvas.getContext('2d').drawImage(image, 0, 0, canvas.width, canvas.height);
   return new Promise((resolve, reject) => {
-    canvas.toBlob((blob) => (blob
-      ? resolve(blob)
-      : reject(new Error('This photo could not be prepared for sending.'))), 'image/jpeg', 0.92);
+    canvas.toBlob((blob) => {
+      if (!blob) reject(new Error('This photo could not be prepared for sending.'));
+      else if (blob.size > MAX_UPLOAD_BYTES) reject(new Error('This photo is too large to send.'));
+      else resolve(blob);
+    }, 'image/jpeg', 0.9);
   });
 }
 
@@ -65,10 +65,12 @@ function loadImage(file) {
 }
 
 export class Upload {
-  constructor({ input, dropzone, status, canvas, results, alerts, backoff, analyser = null }) {
-    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff, analyser });
-    this.cropper = new FaceCropper();
-    this.detector = null;
+  constructor({ input, dropzone, status, canvas, results, alerts, backoff, analyser = null,
+    adjust = (predictions) => predictions }) {
+    // adjust: the person's calibration, only when they ticked "apply my calibration" (a photo
+    // may show other people).
+    Object.assign(this, { input, dropzone, status, canvas, results, alerts, backoff, analyser,
+      adjust });
     this.job = 0;
     input.addEventListener('change', () => {
       if (input.files && input.files[0]) this.analyse(input.files[0]);
@@ -115,60 +117,25 @@ export class Upload {
       return;
     }
     if (job !== this.job) return;
-    if (!(this.analyser && this.analyser.onDevice)) {
-      await this.analyseOnServer(file, image, job);
-      return;
-    }
+    if (this.analyser && this.analyser.onDevice) await this.analyseOnDevice(file, image, job);
+    else await this.analyseOnServer(file, image, job);
+  }
+
+  /** POST /faces on this device (ondevice.js): the same detector and defaults, nothing sent. */
+  async analyseOnDevice(file, image, job) {
     const w = image.naturalWidth;
     const h = image.naturalHeight;
-    if (!this.detector) this.detector = new FaceDetector({ width: DETECT_WIDTH });
-    let boxes;
+    let answer;
     try {
-      boxes = await this.detector.detect(image, w, h, { limit: MAX_PHOTO_FACES });
+      answer = await this.analyser.findFaces(file);
     } catch (err) {
-      this.setStatus(`Face detection failed: ${err.message}`, true);
+      if (job !== this.job) return;
+      this.drawPhoto(image, w, h, [], []);
+      this.setStatus(`The photo could not be analysed: ${describe(err)} Choose it again to retry.`, true);
       return;
     }
     if (job !== this.job) return;
-    const found = boxes.length;
-    const squares = boxes.map((b) => squareAround(b, w, h));
-    if (!found) {
-      // No face: say so and show no emotion (classifying the centre would invent one).
-      this.drawPhoto(image, w, h, [], []);
-      this.setStatus('No face was found in this photo, so no emotion is shown.', true);
-      return;
-    }
-    this.drawPhoto(image, w, h, boxes, []);
-    const results = [];
-    for (const [i, square] of squares.entries()) {
-      if (job !== this.job) return;
-      this.setStatus(found
-        ? `Found ${found} face${found > 1 ? 's' : ''}; reading face ${i + 1}…`
-        : 'No face found; reading the centre of the photo…');
-      const crop = this.cropper.crop(image, square);
-      const thumbnail = document.createElement('canvas');
-      thumbnail.width = crop.width;
-      thumbnail.height = crop.height;
-      thumbnail.getContext('2d').drawImage(crop, 0, 0);
-      let result;
-      try {
-        // On this device (ondevice.js): the photo's own pixels, nothing sent.
-        result = this.analyser && this.analyser.onDevice
-          ? await this.analyser.classify(image, square, { sourceWidth: w, sourceHeight: h })
-          : await this.classifyWithRetry(crop.toDataURL('image/jpeg', 0.9), job);
-      } catch (err) {
-        if (job !== this.job) return;
-        this.setStatus(`The photo could not be analysed: ${describe(err)} Choose it again to retry.`, true);
-        return;
-      }
-      if (job !== this.job) return;
-      results.push(result);
-      this.addResult(i, found, thumbnail, result.predictions);
-      this.drawPhoto(image, w, h, boxes, results);
-    }
-    this.setStatus(found
-      ? `Found ${found} face${found > 1 ? 's' : ''} in the photo.`
-      : 'No face was found, so the centre of the photo was classified instead.', !found);
+    this.showFaces(image, w, h, answer, 'as found on this device');
   }
 
   /** The server finds and reads every face: one request for the whole photo. */
@@ -177,7 +144,7 @@ export class Upload {
     const h = image.naturalHeight;
     let answer;
     try {
-      const body = await photoBody(file, image);
+      const body = await photoBody(image);
       answer = await this.retrying(() => classifyPhoto(body), job);
     } catch (err) {
       if (job !== this.job) return;
@@ -187,7 +154,12 @@ export class Upload {
       return;
     }
     if (job !== this.job) return;
-    // Boxes come in the pixels of the image sent (upright); the page shows it upright too.
+    this.showFaces(image, w, h, answer, 'as the server found it');
+  }
+
+  /** /faces's answer (from the server or this device): a box and a card per face. */
+  showFaces(image, w, h, answer, shown) {
+    // Boxes come in the pixels of the image analysed (upright); the page shows it upright too.
     const sx = w / answer.image.width;
     const sy = h / answer.image.height;
     const boxes = answer.faces.map(({ box }) => ({
@@ -203,13 +175,9 @@ export class Upload {
     this.drawPhoto(image, w, h, boxes, answer.faces);
     boxes.forEach((box, i) => {
       const thumbnail = thumbnailOf(image, box, w, h);
-      this.addResult(i, found, thumbnail, answer.faces[i].predictions, 'as the server found it');
+      this.addResult(i, found, thumbnail, answer.faces[i].predictions, shown);
     });
     this.setStatus(`Found ${found} face${found > 1 ? 's' : ''} in the photo.`);
-  }
-
-  classifyWithRetry(dataUrl, job, attempts = 5) {
-    return this.retrying(() => classify(dataUrl), job, attempts);
   }
 
   /** `request()` with the shared backoff; a refusal of the image itself (4xx) is final. */
@@ -225,7 +193,7 @@ export class Upload {
         return result;
       } catch (err) {
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500
-          && err.status !== 429;
+          && !err.busy;
         if (refused) throw err;
         if (this.backoff.ready()) this.backoff.fail();
         const last = attempt >= attempts;
@@ -254,7 +222,8 @@ export class Upload {
       ctx.lineWidth = 3;
       ctx.strokeStyle = colour;
       ctx.strokeRect(x, y, box.width * scale, box.height * scale);
-      const top = results[i] && Object.entries(results[i].predictions).sort((a, b) => b[1] - a[1])[0];
+      const top = results[i]
+        && Object.entries(this.adjust(results[i].predictions)).sort((a, b) => b[1] - a[1])[0];
       const label = `${i + 1}${top ? ` ${top[0]} ${percent(top[1])}` : ''}`;
       const tw = ctx.measureText(label).width + 12;
       const ty = y > font + 8 ? y - 2 : y + box.height * scale + font + 8;
@@ -272,7 +241,7 @@ export class Upload {
   }
 
   addResult(i, found, thumbnail, predictions, shown = 'as sent to the model') {
-    const ranked = Object.entries(predictions).sort((a, b) => b[1] - a[1]);
+    const ranked = Object.entries(this.adjust(predictions)).sort((a, b) => b[1] - a[1]);
     const card = document.createElement('article');
     card.className = 'face-result';
     const heading = document.createElement('h3');

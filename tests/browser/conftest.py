@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -96,16 +98,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(site_build, tmp_path_factory) -> str:
-    """The real app (API + page) under uvicorn, as `make run` starts it."""
+@contextmanager
+def serve(site_build: Path, log_dir: Path, **env_extra: str) -> Iterator[str]:
+    """The real app (API + page) under uvicorn, as `make run` starts it; env_extra sets more of
+    its environment (EMOTION_MODEL=... for another model)."""
     port = _free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "function"), str(ROOT)]),
         "EMOTION_STATIC_DIR": str(site_build),
+        **env_extra,
     }
-    log = (tmp_path_factory.mktemp("server") / "uvicorn.log").open("w+")
+    log = (log_dir / "uvicorn.log").open("w+")
     command = [sys.executable, "-m", "uvicorn", "emotion.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -133,6 +137,18 @@ def server(site_build, tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """`serve` for tests that need a server of their own (another model, say)."""
+    return serve
+
+
+@pytest.fixture(scope="session")
+def server(site_build, tmp_path_factory) -> Iterator[str]:
+    with serve(site_build, tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 def chromium_args(video: Path) -> list[str]:

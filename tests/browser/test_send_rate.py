@@ -1,5 +1,6 @@
 """The live page's send rate, which the AWS stack is sized for (infra/config.py reads the same
-number from site/js/rate.js), and its calm "busy, retrying" state on HTTP 429."""
+number from site/js/rate.js), its calm "busy, retrying" state on HTTP 429, 503 and 504, and
+its timeout on a server that never answers."""
 
 from __future__ import annotations
 
@@ -117,23 +118,50 @@ def test_live_view_applies_the_cap_in_rate_js(page, console, server):
     assert console.errors == []
 
 
-def test_http_429_shows_busy_retrying_not_an_error(page, server):
+def answering(status: int, body: str = THROTTLED):
+    def fulfil(route) -> None:
+        route.fulfill(status=status, content_type="application/json", body=body)
+
+    return fulfil
+
+
+def test_busy_statuses_show_busy_retrying_not_an_error(page, server):
+    """429 (throttled), 503 (the server's full queue), 504 (a gateway timeout) and API
+    Gateway's own 500 for a throttled Lambda all read as "Busy, retrying", never as "The
+    server had a problem"."""
     sent = face_requests(page)
     start_live(page, server)
+    lambda_throttled = json.dumps({"message": "Internal Server Error"})  # API Gateway's body
+    for status, body in (
+        (429, THROTTLED),
+        (503, THROTTLED),
+        (504, THROTTLED),
+        (500, lambda_throttled),
+    ):
+        throttle = answering(status, body)
+        page.route(FACE, throttle)
+        expect(page.locator("#status")).to_have_text("Busy, retrying…", timeout=10_000)
+        expect(page.locator("#status")).not_to_have_class(re.compile("warning"))
+        assert page.text_content("#alert") == "", f"a {status} raised an error alert"
+        # It backs off while throttled: far fewer than the cap.
+        before = len(sent)
+        page.wait_for_timeout(3000)
+        assert len(sent) - before <= 6, f"{len(sent) - before} requests in 3 s while {status}"
+        assert page.text_content("#alert") == ""
 
-    def throttle(route) -> None:
-        route.fulfill(status=429, content_type="application/json", body=THROTTLED)
+        page.unroute(FACE, throttle)
+        expect(page.locator("#status")).to_have_text("Camera on.", timeout=15_000)
+        assert page.text_content("#alert") == ""
 
-    page.route(FACE, throttle)
-    expect(page.locator("#status")).to_have_text("Busy, retrying…", timeout=10_000)
-    expect(page.locator("#status")).not_to_have_class(re.compile("warning"))
-    assert page.text_content("#alert") == "", "a 429 raised an error alert"
-    # It backs off while throttled: far fewer than the cap.
-    before = len(sent)
-    page.wait_for_timeout(3000)
-    assert len(sent) - before <= 6, f"{len(sent) - before} requests in 3 s while throttled"
-    assert page.text_content("#alert") == ""
 
-    page.unroute(FACE, throttle)
-    expect(page.locator("#status")).to_have_text("Camera on.", timeout=15_000)
-    assert page.text_content("#alert") == ""
+def test_a_hung_server_times_out_and_says_so(page, server):
+    """A request the server never answers is given up after site/js/api.js's timeout, and the
+    page says so (then recovers on its own)."""
+    start_live(page, server)
+    timeout_s = int(re.search(r"face: (\d+)_000", (ROOT / "site/js/api.js").read_text())[1])
+    page.route(FACE, lambda route: None)  # never answered
+    expect(page.locator("#alert")).to_contain_text(
+        f"did not answer within {timeout_s} s", timeout=(timeout_s + 30) * 1000
+    )
+    page.unroute(FACE)
+    expect(page.locator("#alert")).to_have_text("", timeout=30_000)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def client(settings, model, detector) -> TestClient:
 @pytest.fixture(scope="session")
 def face_png() -> bytes:
     return encode(astronaut_face().resize((96, 96)))
+
+
+class HeldModel:
+    """The real model, whose predict waits until the test lets it go: a worker kept busy for
+    as long as the test needs, whatever the machine's speed."""
+
+    def __init__(self, model: EmotionModel):
+        self.model, self.card = model, model.card
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.finished = False
+
+    def predict(self, images):
+        self.entered.set()
+        self.gate.wait(30)
+        self.finished = True
+        return self.model.predict(images)

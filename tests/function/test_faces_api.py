@@ -196,7 +196,7 @@ def test_face_reports_where_the_face_is_in_the_crop(client):
         "/face", content=encode(page_crop()), headers={"content-type": "image/png"}
     )
     body = response.json()
-    assert set(body["face"]) == {"found", "score", "box"}
+    assert set(body["face"]) == {"found", "score", "box", "region"}
     assert body["face"]["found"] is True and body["face"]["score"] > 0.9
     box = body["face"]["box"]
     assert set(box) == {"x", "y", "width", "height"}
@@ -206,10 +206,35 @@ def test_face_reports_where_the_face_is_in_the_crop(client):
     assert body["top"] == "Happiness"
 
 
+def test_face_says_which_region_the_classifier_saw(client, model):
+    """`region` is what was classified: cutting it out again gives the same probabilities (what
+    the page's "What the model saw" view relies on)."""
+    crop = page_crop()
+    body = client.post("/face", content=encode(crop), headers={"content-type": "image/png"}).json()
+    r = body["face"]["region"]
+    assert r["width"] == r["height"] < crop.width  # re-framed: the card frames a square
+    box = body["face"]["box"]
+    assert r["x"] <= box["x"] and r["x"] + r["width"] >= box["x"] + box["width"]
+    seen = crop_region(crop, (r["x"], r["y"], r["x"] + r["width"], r["y"] + r["height"]))
+    again = model.predict([seen])[0]
+    for name, p in zip(CLASSES, again, strict=True):
+        assert body["predictions"][name] == pytest.approx(p, abs=1e-5)
+
+
+def test_a_crop_its_face_fills_says_the_classifier_saw_all_of_it(client, detector):
+    photo = Image.fromarray(skdata.camera())
+    face = detector.detect(photo)[0]
+    crop = crop_region(photo, Framing(margin=-0.1).region(face)).resize((48, 48))  # FER-tight
+    body = client.post("/face", content=encode(crop), headers={"content-type": "image/png"}).json()
+    assert body["face"]["found"] is True
+    assert body["face"]["region"] == {"x": 0, "y": 0, "width": 48, "height": 48}
+
+
 def test_a_crop_without_a_face_is_classified_whole_and_says_so(client, model):
     crop = Image.fromarray(skdata.coffee()).crop((200, 100, 296, 196))
     body = client.post("/face", content=encode(crop), headers={"content-type": "image/png"}).json()
-    assert body["face"] == {"found": False, "score": 0.0, "box": {"x": 0, "y": 0, "width": 96, "height": 96}}  # fmt: skip
+    entire = {"x": 0, "y": 0, "width": 96, "height": 96}
+    assert body["face"] == {"found": False, "score": 0.0, "box": entire, "region": entire}
     whole = model.predict([crop])[0]
     assert body["predictions"][CLASSES[int(np.argmax(whole))]] == pytest.approx(
         whole.max(), abs=1e-5

@@ -5,6 +5,7 @@ nothing may answer 5xx, and no image larger than the pixel limit is ever decoded
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from emotion.errors import ClientError
 from emotion.settings import Settings
 from face_images import astronaut_face, encode
 
-from .conftest import DETECTOR, MODEL
+from .conftest import DETECTOR, MODEL, ROOT
 
 MAX_PIXELS = 1_000_000
 CHECKS = [
@@ -187,8 +188,12 @@ print(json.dumps({"answers": answers, "grew_mb": peak_mb() - before}))
 
 
 def test_huge_declared_sizes_are_refused_before_any_pixel_is_allocated():
+    # The child finds `emotion` as pytest does (pyproject's pythonpath), with or without make's
+    # PYTHONPATH in the environment.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "function"), str(ROOT)])}
     done = subprocess.run(
         [sys.executable, "-c", PROBE % MAX_PIXELS],
+        env=env,
         input=json.dumps({k: v.hex() for k, v in BOMBS.items()}),
         capture_output=True,
         text=True,

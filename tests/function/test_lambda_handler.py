@@ -9,7 +9,7 @@ import threading
 from urllib.parse import urlencode
 
 import pytest
-from lambda_events import LambdaContext, http_api_event, rest_api_event
+from lambda_events import LambdaContext, http_api_event, rest_api_event, through_cloudfront
 
 from emotion.card import CLASSES
 from face_images import astronaut_face, data_url, encode
@@ -142,3 +142,41 @@ def test_faces_errors_through_the_handler(handler, query, method, status, code):
     event["rawQueryString"] = query
     got_status, got, _ = call(handler, event)
     assert (got_status, got["error"]) == (status, code)
+
+
+SECRET = "s3cr3t-0f-th1s-d3pl0y"
+
+
+@pytest.fixture(scope="module")
+def guarded(settings, model, detector):
+    """The handler as the stack deploys it: EMOTION_ORIGIN_SECRET set."""
+    from dataclasses import replace
+
+    from mangum import Mangum
+
+    from emotion.app import create_app
+
+    return Mangum(
+        create_app(replace(settings, origin_secret=SECRET), model, detector), lifespan="off"
+    )
+
+
+@pytest.mark.parametrize("path", ["/face", "/faces", "/health"])
+def test_a_direct_call_to_the_api_endpoint_is_refused(guarded, path):
+    face = encode(astronaut_face())
+    method = "GET" if path == "/health" else "POST"
+    event = http_api_event(method, path, None if method == "GET" else face, "image/png")
+    status, body, _ = call(guarded, event)
+    assert status == 403 and body["error"] == "forbidden" and body["detail"]
+    wrong = through_cloudfront(event, SECRET[:-1] + "X")  # a guess at the header
+    assert call(guarded, wrong)[0] == 403
+
+
+@pytest.mark.parametrize("make_event", EVENTS)
+def test_a_call_through_cloudfront_is_served(guarded, make_event):
+    face = encode(astronaut_face())
+    event = through_cloudfront(make_event("POST", "/face", face, "image/png"), SECRET)
+    status, body, _ = call(guarded, event)
+    assert status == 200, body
+    assert_sorted_predictions(body)
+    assert call(guarded, through_cloudfront(make_event("GET", "/health"), SECRET))[0] == 200

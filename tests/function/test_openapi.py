@@ -4,8 +4,12 @@ of every operation) validate against it."""
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import replace
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
@@ -13,9 +17,13 @@ from PIL import Image
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from skimage import data as skdata
+from starlette.testclient import TestClient
 
+from emotion.app import create_app
 from face_images import astronaut_face, data_url, encode
 from face_scenes import group_photo
+
+from .conftest import HeldModel
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "function" / "emotion" / "openapi.json"
 SPEC = json.loads(SPEC_FILE.read_text())
@@ -85,9 +93,42 @@ def _requests(client) -> list[tuple[str, str, object]]:
     return cases
 
 
+def _busy_and_slow(settings, model, detector) -> list[tuple[str, str, object]]:
+    """503 from a server whose one worker is held, 408 from a body that comes too slowly."""
+    held = HeldModel(model)
+    limits = replace(settings, workers=1, queue=0, body_timeout=0.2)
+    face = encode(astronaut_face())
+
+    async def slow_post(app, path: str):
+        async def slow_body():
+            yield face[:100]
+            await anyio.sleep(1)  # over the 0.2 s body timeout
+            yield face[100:]
+
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(path, content=slow_body(), headers=PNG)
+
+    cases = []
+    app = create_app(limits, held, detector)
+    with TestClient(app) as client:
+        first = threading.Thread(
+            target=client.post, args=("/face",), kwargs={"content": face, "headers": PNG}
+        )
+        first.start()
+        assert held.entered.wait(30)
+        for path in ("/face", "/faces"):
+            cases.append((path, "post", client.post(path, content=face, headers=PNG)))
+        held.gate.set()
+        first.join(30)
+    for path in ("/face", "/faces"):
+        cases.append((path, "post", anyio.run(slow_post, app, path)))
+    return cases
+
+
 @pytest.fixture(scope="module")
-def responses(client):
-    return _requests(client)
+def responses(client, settings, model, detector):
+    return _requests(client) + _busy_and_slow(settings, model, detector)
 
 
 def test_real_responses_match_the_document(responses):

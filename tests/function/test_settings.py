@@ -151,3 +151,12 @@ def test_threads_default_to_one_per_available_core():
     model = EmotionModel(MODEL)  # threads=0, as EMOTION_THREADS unset gives
     options = model.session.get_session_options()
     assert options.intra_op_num_threads == len(os.sched_getaffinity(0))
+
+
+def test_one_upload_limit_for_the_page_the_stack_and_the_server(clean_env):
+    from infra.config import LIMITS_JS, MAX_BODY_BYTES, page_constant
+
+    page = page_constant(LIMITS_JS, "MAX_UPLOAD_BYTES")
+    assert page == MAX_BODY_BYTES == Settings.from_env().max_body_bytes
+    # The page sends photos no larger than what /faces detects at.
+    assert page_constant(LIMITS_JS, "PHOTO_SEND_SIDE") == PHOTO_SIDE

@@ -169,9 +169,8 @@ def make_stack(aws_env):
     return create
 
 
-@pytest.fixture(scope="session")
-def local_server(site_build, tmp_path_factory):
-    """The real app (emotion.app) with the page, as `make run` serves it."""
+def _serve_app(tmp_path_factory, **env: str):
+    """The real app (emotion.app) under uvicorn, as `make run` serves it; yields its URL."""
     port = free_port()
     uvicorn = Path(sys.executable).with_name("uvicorn")
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"  # a file: a pipe could fill up
@@ -182,7 +181,7 @@ def local_server(site_build, tmp_path_factory):
                 *("--host", "127.0.0.1", "--port", str(port)),
             ],
             cwd=ROOT,
-            env=_env(EMOTION_STATIC_DIR=str(site_build)),
+            env=_env(**env),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -195,6 +194,19 @@ def local_server(site_build, tmp_path_factory):
     yield url
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_server(site_build, tmp_path_factory):
+    """The page and the API as CloudFront serves them."""
+    yield from _serve_app(tmp_path_factory, EMOTION_STATIC_DIR=str(site_build))
+
+
+@pytest.fixture(scope="session")
+def local_api_endpoint(tmp_path_factory):
+    """The API as its own execute-api endpoint: the stack's origin secret set, no CloudFront
+    to add it."""
+    yield from _serve_app(tmp_path_factory, EMOTION_ORIGIN_SECRET="deployed-secret")
 
 
 @pytest.fixture

@@ -78,3 +78,13 @@ def test_cdk_venv_has_no_training_or_function_packages(cli_synth):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['aws_cdk', 'cdk_nag']"
+
+
+def test_ci_deploy_never_waits_for_approval():
+    commands = dry_run("deploy-ci")
+    (line,) = [c for c in commands.splitlines() if "npx cdk deploy" in c]
+    assert line.startswith(
+        "BUILDX_NO_DEFAULT_ATTESTATIONS=1 npx cdk deploy --require-approval never"
+    )
+    for heavy in HEAVY:
+        assert heavy not in commands

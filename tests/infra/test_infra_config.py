@@ -65,6 +65,8 @@ def test_cli_strings_and_json_values_both_parse():
         ("priceClass", "300", "100, 200, All"),
         ("throttleRateLimit", "0", "1..10000"),
         ("stackName", "1bad name", "letters, digits and hyphens"),
+        ("stackName", "E" * 45, "at most 44"),  # would pass synth, fail at deploy (OAC name)
+        ("facesRateLimit", "0", "1..10000"),
         ("perClientLimit", "5", "10..2000000000"),
         ("concurrentViewers", "0", "1..1000"),
         ("alarmEmail", "not-an-address", "e-mail address"),
@@ -100,3 +102,20 @@ def test_header_file_problems_are_refused():
         response_headers({"X-Frame-Options": "ALLOW-FROM https://example.com"})
     _security, custom = response_headers({"X-Custom": "1"})
     assert [h.header for h in custom.custom_headers] == ["X-Custom"]
+
+
+def test_the_longest_accepted_stack_name_fits_cloudfronts_names():
+    from infra.config import LONGEST_REGION, MAX_STACK_NAME, NAME_LIMIT, OAC_SUFFIX
+
+    name = Config.from_context({"stackName": "E" * MAX_STACK_NAME}).stack_name
+    assert len(f"{name}-{LONGEST_REGION}-{OAC_SUFFIX}") == NAME_LIMIT == 64
+
+
+def test_faces_has_its_own_lower_limit_and_the_default_fits_a_new_account():
+    """/faces costs ~20 crops (infra/config.py's handler timings): its own limit, a fraction
+    of the stage's; with both full, a new account's concurrency quota of 10 still holds."""
+    config = Config()
+    assert config.faces_rate_limit == 2 and config.faces_burst_limit == 4
+    assert config.faces_rate_limit < config.throttle_rate_limit / 20
+    assert config.concurrency_needed < 10
+    assert Config(concurrent_viewers=1).faces_rate_limit == 1  # never 0

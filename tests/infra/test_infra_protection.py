@@ -20,8 +20,8 @@ from infra.config import (
     PAGES_PER_CLIENT,
     page_send_rate,
 )
+from infra.frontend import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
 from infra.monitoring import METRICS_NAMESPACE
-from infra.stack import CACHE_FOREVER, CACHE_REVALIDATE, HASHED_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DESTROY = {"removalPolicy": "destroy"}
@@ -71,6 +71,10 @@ def test_stage_throttle_is_viewers_times_the_page_rate(synth):
     settings = stage["Properties"]["DefaultRouteSettings"]
     assert settings["ThrottlingRateLimit"] == 3 * PAGE_SEND_RATE
     assert settings["ThrottlingBurstLimit"] == 2 * 3 * PAGE_SEND_RATE
+    # A photo costs as much as ~20 crops: /faces has its own, lower limit (one photo a second
+    # for 3 viewers at 0.2 photos/s each, rounded up to 1).
+    faces = stage["Properties"]["RouteSettings"]["ANY /faces"]
+    assert faces == {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 2}
 
 
 def test_per_client_rate_rule_on_the_api_paths(default):
@@ -194,7 +198,7 @@ def test_alarms_on_5xx_rate_p99_duration_throttles_and_errors(default):
     t, template, _ = default
     topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4
+    assert len(alarms) == 5
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": topic_id}]
@@ -212,6 +216,16 @@ def test_alarms_on_5xx_rate_p99_duration_throttles_and_errors(default):
     stats = {m["Id"]: m["MetricStat"]["Metric"] for m in rate["Metrics"] if "MetricStat" in m}
     assert stats["errors"]["MetricName"] == "5xx" and stats["requests"]["MetricName"] == "Count"
     assert stats["errors"]["Namespace"] == "AWS/ApiGateway"
+    # 429s (HTTP APIs publish no count of them): from the stage's access log.
+    throttled = by_metric["ApiThrottled"]
+    assert throttled["Statistic"] == "Sum" and throttled["Threshold"] == 100
+    (metric_filter,) = resources(template, "AWS::Logs::MetricFilter").values()
+    props = metric_filter["Properties"]
+    assert props["FilterPattern"] == '{ $.status = "429" }'
+    assert props["MetricTransformations"][0]["MetricName"] == "ApiThrottled"
+    (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    access_log = stage["Properties"]["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert props["LogGroupName"] == {"Ref": access_log}
     t.has_resource_properties("AWS::SNS::TopicPolicy", Match.any_value())  # enforce SSL
     t.resource_count_is("AWS::SNS::Subscription", 0)
 

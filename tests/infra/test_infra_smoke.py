@@ -23,7 +23,7 @@ def stack_name() -> str:
     return f"smoke-{uuid.uuid4().hex[:8]}"
 
 
-def stub_handler(*, health=200, face=200, headers=True, predictions=None):
+def stub_handler(*, health=200, face=200, headers=True, predictions=None, direct=403):
     """A server that plays the deployed site, with one thing wrong as asked."""
     site_headers = load_headers() if headers else {}
     predictions = predictions or dict(
@@ -48,6 +48,9 @@ def stub_handler(*, health=200, face=200, headers=True, predictions=None):
                 self.reply(200, PAGE, "text/html; charset=utf-8")
             elif self.path == "/js/app.js":
                 self.reply(200, b"// app", "text/javascript")
+            elif self.path == "/direct/health":  # the API's own endpoint (ApiUrl)
+                body = {"error": "forbidden", "detail": "x"} if direct == 403 else {"status": "ok"}
+                self.reply(direct, json.dumps(body).encode(), "application/json")
             elif self.path == "/health":
                 body = {"status": "ok", "model": "stub"} if health == 200 else {"message": "boom"}
                 self.reply(health, json.dumps(body).encode(), "application/json")
@@ -65,18 +68,29 @@ def stub_handler(*, health=200, face=200, headers=True, predictions=None):
     return Handler
 
 
-def test_smoke_passes_against_the_real_app_via_make(make_stack, local_server, smoke):
-    stack = make_stack(stack_name(), {"SiteUrl": local_server, "ApiUrl": local_server})
+def test_smoke_passes_against_the_real_app_via_make(
+    make_stack, local_server, local_api_endpoint, smoke
+):
+    stack = make_stack(stack_name(), {"SiteUrl": local_server, "ApiUrl": local_api_endpoint})
     result = smoke(stack, via_make=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all 4 checks passed" in result.stdout
     assert "8 sorted probabilities" in result.stdout
     assert "security headers" in result.stdout
+    assert "403 forbidden" in result.stdout
+
+
+def test_an_api_that_answers_direct_calls_fails(make_stack, stub_server, smoke):
+    url = stub_server(stub_handler(direct=200))
+    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url + "direct/"})
+    result = smoke(stack, "--attempts", "1")
+    assert result.returncode == 1
+    assert "FAIL direct call refused" in result.stderr and "expected 403" in result.stderr
 
 
 def test_smoke_passes_against_a_healthy_stub(make_stack, stub_server, smoke):
     url = stub_server(stub_handler())
-    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url, "Other": "x"})
+    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url + "direct/", "Other": "x"})
     result = smoke(stack, "--attempts", "1")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -98,18 +112,18 @@ def test_unknown_stack_fails_clearly(smoke):
 
 def test_server_errors_fail_clearly(make_stack, stub_server, smoke):
     url = stub_server(stub_handler(health=500, face=502))
-    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url})
+    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url + "direct/"})
     result = smoke(stack, "--attempts", "2", "--timeout", "5")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL health" in result.stderr and "HTTP 500, expected 200" in result.stderr
     assert "FAIL face" in result.stderr and "HTTP 502, expected 200" in result.stderr
     assert "ok   page" in result.stdout  # the page itself was fine
-    assert "3 of 4 checks failed" in result.stderr
+    assert "2 of 4 checks failed" in result.stderr
 
 
 def test_missing_security_headers_fail(make_stack, stub_server, smoke):
     url = stub_server(stub_handler(headers=False))
-    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url})
+    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url + "direct/"})
     result = smoke(stack, "--attempts", "1")
     assert result.returncode == 1
     assert "FAIL page" in result.stderr
@@ -131,7 +145,7 @@ def test_missing_security_headers_fail(make_stack, stub_server, smoke):
 )
 def test_bad_predictions_fail(make_stack, stub_server, smoke, predictions, message):
     url = stub_server(stub_handler(predictions=predictions))
-    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url})
+    stack = make_stack(stack_name(), {"SiteUrl": url, "ApiUrl": url + "direct/"})
     result = smoke(stack, "--attempts", "1")
     assert result.returncode == 1
     assert "FAIL face" in result.stderr and message in result.stderr

@@ -149,7 +149,7 @@ def test_staged_build_context_holds_dockerfile_and_every_copy_source(default):
 
 
 # --- the API -----------------------------------------------------------------------------------
-def test_api_sends_every_method_of_its_three_paths_to_the_function(default):
+def test_api_sends_every_method_of_its_paths_to_the_function(default):
     """ANY: the function answers a wrong method with its own 405 JSON (GET /face included)."""
     t, template, _ = default
     routes = resources(template, "AWS::ApiGatewayV2::Route")
@@ -157,6 +157,7 @@ def test_api_sends_every_method_of_its_three_paths_to_the_function(default):
         "ANY /face",
         "ANY /faces",
         "ANY /health",
+        "ANY /openapi.json",
     ]
     fid = api_function_id(template)
     for route in routes.values():
@@ -168,7 +169,7 @@ def test_api_sends_every_method_of_its_three_paths_to_the_function(default):
     t.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
     # API Gateway may invoke the function on exactly these routes.
     permissions = resources(template, "AWS::Lambda::Permission")
-    assert len(permissions) == 3
+    assert len(permissions) == 4
     for permission in permissions.values():
         assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
 
@@ -262,10 +263,21 @@ def test_bucket_deployment_ships_the_build_folder_and_invalidates(default, site_
     props = invalidating[0]["Properties"]
     assert props["DistributionId"] == {"Ref": logical_id(template, "AWS::CloudFront::Distribution")}
     assert props["DistributionPaths"] == ["/*"]
-    for deployment in deployments.values():
+    for name, deployment in deployments.items():
         props = deployment["Properties"]
         assert props["DestinationBucketName"] == {"Ref": logical_id(template, "AWS::S3::Bucket")}
-        assert props.get("Prune", True) is True
+        # Content-hashed files are never pruned: the page still live during the deploy names
+        # the old compact model until the next deployment uploads the new manifest.
+        assert props.get("Prune", True) is ("Hashed" not in name)
+    assert any("Hashed" in name for name in deployments)
+    # One AWS CLI layer, the one the shared deployment handler uses.
+    (layer_id,) = resources(template, "AWS::Lambda::LayerVersion")
+    handlers = [
+        f
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if "Layers" in f["Properties"]
+    ]
+    assert [h["Properties"]["Layers"] for h in handlers] == [[{"Ref": layer_id}]]
     # The staged sources together are build/site, less build leftovers and the header file,
     # each file in exactly one of them (tests/infra/test_infra_protection.py: Cache-Control).
     manifest = json.loads((outdir / "EmotionEvaluator.assets.json").read_text())
@@ -331,7 +343,7 @@ def test_api_paths_go_to_the_http_api_uncached(default):
     origins = {o["Id"]: o for o in config["Origins"]}
     api_id = logical_id(template, "AWS::ApiGatewayV2::Api")
     behaviours = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
-    assert sorted(behaviours) == ["/face", "/faces", "/health"]
+    assert sorted(behaviours) == ["/face", "/faces", "/health", "/openapi.json"]
     for behaviour in behaviours.values():
         assert behaviour["CachePolicyId"] == CACHING_DISABLED
         assert behaviour["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST
@@ -392,6 +404,30 @@ def test_response_headers_policy_is_exactly_site_headers_json(default):
     config = _distribution(template)
     for behaviour in [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]:
         assert behaviour["ResponseHeadersPolicyId"] == {"Ref": policy_id}
+
+
+def test_the_api_answers_only_what_came_through_cloudfront(default):
+    """CloudFront adds the origin header to every API request; its value is a secret made at
+    deploy (only a reference in the template), and the function gets the same value: the
+    function refuses a request without it (tests/function/test_lambda_handler.py)."""
+    from emotion.origin import HEADER
+    from infra.protection import ORIGIN_HEADER
+
+    _, template, _ = default
+    assert ORIGIN_HEADER == HEADER
+    secret_id, secret = only(template, "AWS::SecretsManager::Secret")
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and "SecretStringTemplate" not in generated
+    resolve = ["{{resolve:secretsmanager:", {"Ref": secret_id}, ":SecretString:::}}"]
+    reference = {"Fn::Join": ["", resolve]}
+    config = _distribution(template)
+    api_origins = [o for o in config["Origins"] if ".execute-api." in json.dumps(o["DomainName"])]
+    assert len(api_origins) == 1
+    headers = api_origins[0]["OriginCustomHeaders"]
+    assert headers == [{"HeaderName": ORIGIN_HEADER, "HeaderValue": reference}]
+    function = template["Resources"][api_function_id(template)]["Properties"]
+    assert function["Environment"]["Variables"]["EMOTION_ORIGIN_SECRET"] == reference
+    assert "SecretString" not in secret["Properties"]  # generated at deploy, never written here
 
 
 def test_outputs_site_and_api_urls(default):

@@ -1,0 +1,185 @@
+"""The personal/deployment adjustment: one fit in two languages (site/js/personal.js and
+emotion/recalibration.py), checked against each other, and the server applying a card's
+`recalibration` block."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from emotion import recalibration
+from emotion.app import create_app
+from emotion.card import CLASSES
+from emotion.model import EmotionModel
+from face_images import astronaut_face, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "emotion.onnx"
+
+
+def node(script: str) -> dict:
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def shifted_samples(seed: int, per_class: int, classes=range(8)) -> tuple[np.ndarray, np.ndarray]:
+    """Answers of a model that reads every face through a fixed shift toward Neutral."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.array(list(classes)), per_class)
+    logits = rng.normal(0, 1, (len(labels), 8))
+    logits[np.arange(len(labels)), labels] += 2.5
+    logits[:, CLASSES.index("Neutral")] += 2.0  # the person's faces look neutral to it
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return np.round(probs, 6), labels
+
+
+def as_samples(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
+    return [
+        {"predictions": dict(zip(CLASSES, map(float, p), strict=True)), "label": CLASSES[y]}
+        for p, y in zip(probs, labels, strict=True)
+    ]
+
+
+def test_the_page_and_the_server_fit_the_same_adjustment():
+    probs, labels = shifted_samples(1, 6)
+    probs2, labels2 = shifted_samples(2, 4, classes=(0, 4, 5, 7))  # four classes only
+    script = f"""
+import {{ fitPersonal, applyPersonal, FIT }} from './site/js/personal.js';
+const a = fitPersonal({json.dumps(as_samples(probs, labels))});
+const b = fitPersonal({json.dumps(as_samples(probs2, labels2))});
+const applied = applyPersonal(a, {json.dumps(as_samples(probs[:1], labels[:1])[0]["predictions"])});
+console.log(JSON.stringify({{ a, b, applied, FIT }}));
+"""
+    out = node(script)
+    assert out["FIT"] == {
+        "penalty": recalibration.PENALTY,
+        "bound": recalibration.BOUND,
+        "steps": recalibration.STEPS,
+        "floor": recalibration.FLOOR,
+    }
+    for fitted, (p, y) in ((out["a"], (probs, labels)), (out["b"], (probs2, labels2))):
+        bias, reason = recalibration.fit(p, y)
+        assert reason is None and fitted["reason"] is None
+        js = np.array([fitted["bias"][c] for c in CLASSES])
+        np.testing.assert_allclose(js, bias, atol=2e-6)
+        assert fitted["counts"] == {c: int((y == i).sum()) for i, c in enumerate(CLASSES)}
+    # Classes without frames keep 0; the labelled ones are shifted away from Neutral.
+    b = out["b"]["bias"]
+    assert b["Disgust"] == b["Surprise"] == b["Sadness"] == b["Contempt"] == 0
+    assert b["Neutral"] < 0 < b["Anger"]
+    applied = np.array([out["applied"][c] for c in CLASSES])
+    expected = recalibration.adjust(probs[:1], np.array([out["a"]["bias"][c] for c in CLASSES]))
+    np.testing.assert_allclose(applied, expected[0], atol=1e-9)
+    assert abs(applied.sum() - 1) < 1e-9
+
+
+def test_the_fit_undoes_a_shift_on_new_faces_and_never_hurts_its_own():
+    probs, labels = shifted_samples(3, 3)
+    bias, reason = recalibration.fit(probs, labels)
+    assert reason is None
+    new_probs, new_labels = shifted_samples(4, 50)
+    before = (new_probs.argmax(1) == new_labels).mean()
+    after = (recalibration.adjust(new_probs, bias).argmax(1) == new_labels).mean()
+    assert after > before + 0.15
+    own_before = recalibration.mean_recall(probs, labels)
+    assert recalibration.mean_recall(recalibration.adjust(probs, bias), labels) >= own_before
+    assert np.abs(bias).max() <= recalibration.BOUND
+
+
+def test_the_fit_falls_back_to_the_identity_and_says_why():
+    script = """
+import { fitPersonal } from './site/js/personal.js';
+const one = (c) => Object.fromEntries(['Anger','Disgust','Surprise','Sadness','Happiness',
+  'Neutral','Contempt','Fear'].map((k) => [k, k === c ? 0.93 : 0.01]));
+// One expression only: nothing to reorder.
+const single = fitPersonal([{ predictions: one('Neutral'), label: 'Anger' }]);
+// Frames the model already names perfectly with a margin: the fit may not make them worse.
+const perfect = fitPersonal([
+  { predictions: one('Anger'), label: 'Anger' }, { predictions: one('Fear'), label: 'Fear' },
+]);
+console.log(JSON.stringify({ single, perfect }));
+"""
+    out = node(script)
+    assert out["single"]["identity"] is True and "two expressions" in out["single"]["reason"]
+    assert out["perfect"]["frames"]["after"] >= out["perfect"]["frames"]["before"] == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("fitPersonal([])", "non-empty list"),
+        ("fitPersonal('x')", "non-empty list"),
+        ("fitPersonal([{ predictions: P, label: 'Joy' }])", 'unknown label "Joy"'),
+        ("fitPersonal([{ predictions: { ...P, Joy: 0 }, label: 'Anger' }])", 'unknown class "Joy"'),
+        ("fitPersonal([{ predictions: { ...P, Anger: NaN }, label: 'Anger' }])", "Anger must be"),
+        ("fitPersonal([{ predictions: { ...P, Anger: 0.9 }, label: 'Anger' }])", "sum to"),
+        ("applyPersonal(null, { Anger: 1 })", "Disgust must be"),
+        ("applyPersonal({ kind: 'class-bias', bias: { Joy: 1 } }, P)", 'unknown class "Joy"'),
+        ("applyPersonal({ kind: 'class-bias', bias: { Anger: 99 } }, P)", "within"),
+        ("applyPersonal({ bias: {} }, P)", "Not a calibration"),
+    ],
+)
+def test_bad_input_throws_a_clear_error(call, message):
+    script = f"""
+import {{ fitPersonal, applyPersonal }} from './site/js/personal.js';
+const P = {{ Anger: 0.3, Disgust: 0.1, Surprise: 0.1, Sadness: 0.1, Happiness: 0.1,
+  Neutral: 0.1, Contempt: 0.1, Fear: 0.1 }};
+try {{ {call}; console.log(JSON.stringify({{ threw: false }})); }}
+catch (e) {{ console.log(JSON.stringify({{ threw: e instanceof Error, message: e.message }})); }}
+"""
+    out = node(script)
+    assert out["threw"] is True
+    assert message in out["message"]
+
+
+@pytest.fixture(scope="module")
+def recalibrated(tmp_path_factory) -> Path:
+    """The shipped model with a card that shifts every answer toward Neutral."""
+    folder = tmp_path_factory.mktemp("recalibrated")
+    shutil.copyfile(MODEL, folder / "emotion.onnx")
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    card["recalibration"] = {"id": "recal-test", "bias": {"Neutral": 3.0, "Happiness": -1.0}}
+    (folder / "emotion.json").write_text(json.dumps(card))
+    return folder / "emotion.onnx"
+
+
+def test_the_server_applies_the_cards_recalibration_and_names_it(
+    recalibrated, settings, model, detector
+):
+    shifted = EmotionModel(recalibrated)
+    client = TestClient(create_app(settings, shifted, detector))
+    png = encode(astronaut_face().resize((96, 96)))
+    answer = client.post("/face", content=png, headers={"Content-Type": "image/png"}).json()
+    plain = TestClient(create_app(settings, model, detector))
+    raw = plain.post("/face", content=png, headers={"Content-Type": "image/png"}).json()
+    bias = np.array([{"Neutral": 3.0, "Happiness": -1.0}.get(c, 0.0) for c in CLASSES])
+    p = np.array([raw["predictions"][c] for c in CLASSES])
+    expected = recalibration.adjust(p, bias)
+    got = np.array([answer["predictions"][c] for c in CLASSES])
+    np.testing.assert_allclose(got, expected, atol=5e-5)  # answers are rounded
+    assert answer["model"].endswith("+recal-test") and raw["model"] == model.card.label
+    assert client.get("/health").json()["model"] == answer["model"]
+
+
+def test_a_card_with_a_bad_recalibration_stops_the_server(tmp_path, settings, detector):
+    shutil.copyfile(MODEL, tmp_path / "emotion.onnx")
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    card["recalibration"] = {"id": "x", "bias": {"Joy": 1.0}}
+    (tmp_path / "emotion.json").write_text(json.dumps(card))
+    from dataclasses import replace
+
+    with pytest.raises(SystemExit, match="Joy"):
+        create_app(replace(settings, model_path=tmp_path / "emotion.onnx"), None, detector)
