@@ -10,11 +10,10 @@ What keeps the model reading everything else:
 - replay: every batch is half your faces, half FER+ training faces with their votes
   (--replay, default ../shared/data/ferplus/FER2013Train when it is there);
 - distillation: your faces' targets are mixed with the original model's own predictions on
-  them (--distill), so classes your folder lacks keep their say (the only guard when no
-  FER+ is at hand: --replay none);
-- a class your folder lacks is left out of the loss on your faces (they neither push it down
-  nor up), and the exported logit adjustment keeps FER+'s class prior (your folder's would
-  silence every class it lacks);
+  them (--distill);
+- without replay, a class your folder lacks is left out of the loss on your faces (they
+  neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
+  (your folder's would silence every class it lacks);
 - the stem, layer1 and layer2 stay frozen, and the learning rate is low.
 
 Writes a new ONNX file, its weights and card to --out (never the shipped model unless
@@ -217,9 +216,8 @@ class SourcedTarget(pipeline.FaceTarget):
 
 class SourcedLoss(torch.nn.Module):
     """The soft cross-entropy on logits + tau * log(FER+ prior), as in training, except that
-    on the user's own faces a class the folder lacks is taken out of the softmax (its prior
-    there is near 0): those faces then neither push its logit down nor up, and it keeps the
-    original model's say. Replayed FER+ faces see every class."""
+    on the user's own faces the `absent` classes are taken out of the softmax: those faces
+    then neither push their logits down nor up. Replayed FER+ faces see every class."""
 
     def __init__(self, prior: list[float], tau: float, absent: list[bool]):
         super().__init__()
@@ -244,7 +242,10 @@ def fine_tune(
     # FER+'s prior, as the model was trained: the user's folder would give the classes it
     # lacks a prior near 0, and the exported offset would then never let them win.
     prior = adjustment.get("prior") or data.class_prior(replay or train)
-    absent = [not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
+    # Without replay nothing else speaks for a class the folder lacks: take it out of the loss
+    # on the user's faces. With replay, FER+ faces keep it, and the user's faces may teach
+    # that theirs are not it (a dim sad face is Sadness, not Neutral), which is the point.
+    absent = [not replay and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
     loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent)
     model = export.load_shipped(args.weights)
     if args.distill:  # the original's reading, in the space the loss sees the user's faces in
