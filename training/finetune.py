@@ -44,7 +44,7 @@ from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from training import data, export, holdout, metrics, pipeline
 from training.evaluate import file_logits, labelled_faces
-from training.train import PARTS, BFloat16Autocast, Freeze
+from training.train import PARTS, BFloat16Autocast, Freeze, seed_everything
 
 log = logging.getLogger("training")
 SHIPPED = Path("models/emotion.onnx")
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="new ONNX file (card and .pth beside)")
     p.add_argument("--weights", type=Path, default=SHIPPED.with_suffix(".pth"))
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--bs", type=int, default=32)
     p.add_argument("--holdout", type=float, default=0.2, help="share of DIR held out")
     p.add_argument(
@@ -293,7 +293,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.out.suffix != ".onnx":
         sys.exit(f"finetune: --out must name an .onnx file, got {args.out}")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     try:
         faces, labels = data.read_folders(args.data)
         train_idx, held_idx, split_by = holdout.split(
@@ -321,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     check_before = scores(before_onnx, *check) if check else None
 
     started, cpu_started = time.time(), time.process_time()
+    seed_everything(args.seed)  # random, numpy and torch: the augmentations draw from all three
     model = fine_tune(args, card, train, held, replay)
     seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
 
