@@ -72,7 +72,8 @@ def _ratio(key: str, value: float | None) -> str:
 
 
 def _throughput(level: dict) -> str:
-    return f"{level['faces_per_s']:.1f}/s ({level['errors']} errors, p50 " + (
+    busy = f", {level['busy']} busy" if level.get("busy") else ""
+    return f"{level['faces_per_s']:.1f}/s ({level['errors']} errors{busy}, p50 " + (
         f"{level['latency_p50_ms']:.0f} ms)" if level["latency_p50_ms"] else "n/a)"
     )
 
