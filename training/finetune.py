@@ -194,7 +194,8 @@ def batches(
     for _ in range(args.epochs):
         mine = rng.permutation(len(train))
         mine = np.resize(mine, n_batches * own)  # the last batch is topped up from the start
-        theirs = rng.choice(len(replay), n_batches * k, replace=False) if k else []
+        need = n_batches * k  # a small replay folder is drawn from again
+        theirs = rng.choice(len(replay), need, replace=need > len(replay)) if k else []
         for b in range(n_batches):
             order += [train[i] for i in mine[b * own : (b + 1) * own]]
             order += [replay[j] for j in theirs[b * k : (b + 1) * k]]
