@@ -125,10 +125,14 @@ rebalance: $(VENV)/.dev
 		--out runs/rebalanced.pth
 
 # Fine-tune the shipped model on your own faces: DATA=<root>/<class>/*.jpg, OUT=new model.
+# FER+ faces are replayed in every batch and FER+ Valid measures what was kept, when FERPLUS
+# holds them (without them: distillation alone, and no check; the report says so).
 OUT ?= models/finetuned.onnx
 finetune: $(VENV)/.dev
 	$(if $(DATA),,$(error usage: make finetune DATA=<folder per class> [OUT=$(OUT)]))
 	$(PY) -m training.finetune --data $(DATA) --out $(OUT) --weights $(MODEL:.onnx=.pth) \
+		$(if $(wildcard $(FERPLUS)/FER2013Train/label.csv),--replay $(FERPLUS)/FER2013Train) \
+		$(if $(wildcard $(FERPLUS)/FER2013Valid/label.csv),--check $(FERPLUS)/FER2013Valid) \
 		$(FINETUNE_ARGS)
 
 # Recalibrate a deployment to the people it serves (training/recalibrate.py; seconds, the

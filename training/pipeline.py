@@ -77,16 +77,19 @@ def dataloaders(
     seed: int,
     workers: int = 0,
     live_aug: float = 0.0,
+    shuffle: bool = True,
+    target: type[FaceTarget] = FaceTarget,
 ) -> DataLoaders:
     faces = train + valid
     splits = [list(range(len(train))), list(range(len(train), len(faces)))]
-    dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [FaceTarget(faces)]], splits=splits)
+    dsets = Datasets(range(len(faces)), [[FaceImage(faces)], [target(faces)]], splits=splits)
     return dsets.dataloaders(
         bs=bs,
         after_item=[*item_transforms(card, live_aug, seed), ToTensor()],
         after_batch=batch_transforms(card),
         num_workers=workers,  # 0 on two cores (workers only add copying); more on a GPU box
         seed=seed,
+        shuffle=shuffle,  # False: the training faces go in the order given (batches made upstream)
     )
 
 

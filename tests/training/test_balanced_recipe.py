@@ -163,7 +163,8 @@ def test_finetune_writes_a_new_model_and_reports_before_and_after(
 ):
     out = tmp_path / "mine.onnx"
     finetune.main(["--data", str(faces_root), "--out", str(out), "--weights",
-                   str(shipped.with_suffix(".pth")), "--epochs", "1", "--bs", "8", "--threads", "1"])  # fmt: skip
+                   str(shipped.with_suffix(".pth")), "--epochs", "1", "--bs", "8", "--threads", "1",
+                   "--replay", "none", "--check", "none"])  # fmt: skip
     printed = capsys.readouterr().out
     assert "before" in printed and "Happiness" in printed and "Sadness" in printed
     result = json.loads(printed.strip().splitlines()[-1])

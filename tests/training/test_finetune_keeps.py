@@ -1,0 +1,114 @@
+"""Fine-tuning on a user's folder keeps what the model knew: replay, distillation, the split by
+person and the warnings, and on the real shipped model and FER+ faces, a class the folder
+lacks keeps its recall on FER+ Valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion.card import CLASSES
+from training import data, finetune, holdout, standin
+
+ROOT = Path(__file__).resolve().parents[2]
+FERPLUS = ROOT.parent / "shared" / "data" / "ferplus"
+SHIPPED = ROOT / "models" / "emotion.pth"
+
+
+def face(name: str, label: int) -> data.Face:
+    return data.Face(Path(name), tuple(1.0 if i == label else 0.0 for i in range(len(CLASSES))))
+
+
+def test_group_comes_from_the_file_name_or_the_person_folder():
+    root = Path("faces")
+    assert holdout.group_of(root / "happy" / "person-07_0003.jpg", root) == "07"
+    assert holdout.group_of(root / "sad" / "ann_Group_3.png", root) == "3"
+    assert holdout.group_of(root / "sad" / "ann" / "0003.png", root) == "ann"
+    assert holdout.group_of(root / "sad" / "0003.png", root) is None
+    assert holdout.group_of(root / "sad" / "grouping.png", root) is None  # not a group-<id>
+
+
+def test_split_by_person_never_puts_one_person_on_both_sides():
+    root = Path("faces")
+    faces = [face(f"faces/{c}/person-{p}_{i}.png", k) for k, c in enumerate(("anger", "sadness"))
+             for p in range(10) for i in range(5)]  # fmt: skip
+    labels = [int(np.argmax(f.votes)) for f in faces]
+    train, held, by = holdout.split(faces, labels, root, 0.2, seed=0)
+    assert by == "person" and sorted(train + held) == list(range(len(faces)))
+    people = [{holdout.group_of(faces[i].path, root) for i in side} for side in (train, held)]
+    assert not people[0] & people[1] and len(people[1]) == 2  # 2 of 10 people: 20% of faces
+    # no person in any name: stratified by file, as before
+    plain = [face(f"faces/anger/{i}.png", 0) for i in range(10)]
+    assert holdout.split(plain, [0] * 10, root, 0.2, seed=0)[2] == "file"
+
+
+def test_every_batch_mixes_replay_faces_in():
+    from types import SimpleNamespace
+
+    mine = [face(f"mine/{i}", 0) for i in range(10)]
+    replay = [face(f"fer/{i}", 1) for i in range(100)]
+    args = SimpleNamespace(bs=8, replay_share=0.5, epochs=2, seed=0)
+    order = finetune.batches(mine, replay, args)
+    assert len(order) == 2 * 3 * 8  # ceil(10 / 4) batches an epoch, topped up
+    for b in range(0, len(order), 8):
+        assert sum(str(f.path).startswith("fer") for f in order[b : b + 8]) == 4
+    assert {f.path for f in order if str(f.path).startswith("mine")} == {f.path for f in mine}
+    alone = finetune.batches(mine, [], args)
+    assert len(alone) == 2 * 2 * 8 and all(str(f.path).startswith("mine") for f in alone)
+
+
+def test_distilled_targets_keep_the_label_first_and_the_original_reading_beside_it():
+    teacher = np.full((1, len(CLASSES)), 0.0)
+    teacher[0, CLASSES.index("Neutral")] = 1.0
+    (mixed,) = finetune.distilled([face("a", CLASSES.index("Anger"))], teacher, 0.4)
+    assert mixed.target[CLASSES.index("Anger")] == pytest.approx(0.6)
+    assert mixed.target[CLASSES.index("Neutral")] == pytest.approx(0.4)
+
+
+def test_a_class_the_folder_lacks_is_not_pushed_down_by_the_users_faces():
+    import torch
+
+    neutral, anger = CLASSES.index("Neutral"), CLASSES.index("Anger")
+    fer_prior = [1 / len(CLASSES)] * len(CLASSES)
+    loss = finetune.SourcedLoss(fer_prior, 1.0, [i == neutral for i in range(len(CLASSES))])
+    target = torch.zeros(2, len(CLASSES) + 1)
+    target[:, anger] = 1.0
+    target[0, -1] = 1.0  # row 0: the user's face; row 1: a replayed FER+ face
+    logits = torch.zeros(2, len(CLASSES), requires_grad=True)
+    loss(logits, target).backward()
+    own, replayed = logits.grad
+    assert abs(own[neutral]) < 1e-3  # the folder has no Neutral: its logit is left alone
+    assert replayed[neutral] > 0.02  # a replayed face still teaches "not Neutral" here
+    assert own[anger] < 0 and replayed[anger] < 0  # both raise the labelled class
+
+
+def test_warnings_name_absent_classes_and_lost_points():
+    counts = {c: 5 for c in CLASSES if c != "Neutral"}
+    before = {"recall": {"Neutral": 0.80, "Anger": 0.70}}
+    after = {"recall": {"Neutral": 0.74, "Anger": 0.66}, "per_class": {"Neutral": 100, "Anger": 50}}
+    notes = finetune.warnings(counts, {"data": "Valid", "before": before, "after": after})
+    assert len(notes) == 2 and "no training faces of Neutral" in notes[0]
+    assert "Neutral got worse" in notes[1] and "-6.0 points" in notes[1]  # Anger lost 4: no note
+    assert finetune.warnings({c: 5 for c in CLASSES}, None) == []
+
+
+def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, capsys):
+    """The real shipped model, fine-tuned on shifted FER+ training faces of seven classes (no
+    Neutral): Neutral's recall on a subset of FER+ Valid stays within 5 points."""
+    train_root, _ = standin.build(tmp_path / "standin", 56, 0, seed=1, ferplus=FERPLUS)
+    out = tmp_path / "mine.onnx"
+    finetune.main(["--data", str(train_root), "--out", str(out), "--weights", str(SHIPPED),
+                   "--replay", str(FERPLUS / "FER2013Train"), "--check", str(FERPLUS / "FER2013Valid"),
+                   "--check-limit", "400", "--epochs", "3", "--bs", "16", "--threads", "1"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "no training faces of Neutral" in printed
+    card = json.loads(out.with_suffix(".json").read_text())["fine_tuned"]
+    check = card["check"]
+    assert check["after"]["per_class"]["Neutral"] > 100  # the subset holds enough Neutral faces
+    was, now = check["before"]["recall"]["Neutral"], check["after"]["recall"]["Neutral"]
+    assert now >= was - 0.05, (was, now)
+    assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
+    assert sum(card["faces"]["train"].values()) + sum(card["faces"]["held_out"].values()) == 56
