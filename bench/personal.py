@@ -103,7 +103,7 @@ def person_faces(
     return chosen
 
 
-FRAMES = 12  # --frames video: frames of each of the person's expressions
+FRAMES = 20  # --frames video: frames of each of the person's expressions (k = 10 leaves 10)
 
 
 def video_frame(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -182,7 +182,15 @@ def _rounded(s: dict) -> dict:
 
 def read_people(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every simulated person's faces read once by the model (cached: the fits are cheap)."""
-    settings = [args.people, args.per_class, args.seed, args.resting, args.intensity, args.frames]
+    settings = [
+        args.people,
+        args.per_class,
+        args.seed,
+        args.resting,
+        args.intensity,
+        args.frames,
+        FRAMES,
+    ]
     key = json.dumps([str(args.model), args.model.stat().st_size, *settings])
     name = f"personal-people-{args.resting}-{args.intensity}-{args.frames}.npz"
     cache = ROOT / "bench" / "results" / name
@@ -259,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=("faces", "video"),
         default="faces",
         help="faces: every face of an expression is another FER face; video: the person has "
-        "one face per expression, seen in 12 frames",
+        "one face per expression, seen in 20 frames",
     )
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
