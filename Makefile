@@ -2,7 +2,7 @@
 #   make run     serve the page and the API at http://127.0.0.1:$(PORT)
 #   make test    lint + the whole test suite (what CI runs)
 #   make verify-model  re-measure the shipped model on FER+ Valid against its card (CI too)
-#   make train   train on FER+ (hours on a CPU; resumable), then export, calibrate, evaluate
+#   make train   train on FER+ (hours on a CPU; resumable), then export, compact, calibrate, evaluate
 #   make synth   CDK synth (no AWS credentials, no Docker);  make deploy  cdk deploy
 #   make bench   latency/throughput/cold start/size against the seed's design
 
@@ -21,6 +21,11 @@ EPOCHS ?= 24
 # recipes (--tau 1, --defer, --live-aug) scored lower.
 TRAIN_ARGS ?= --tau 0 --live-aug 0
 MODEL ?= models/emotion.onnx
+# The float export (training.fit.export) that `make compact` stores as $(MODEL), weight-only int8.
+FLOAT ?= runs/float/emotion.onnx
+# The shipped model's float16 weights, rebuilt from $(MODEL) once and cached under
+# runs/shipped/ (training/fit/shipped.py): a shell assignment, so a failed rebuild stops the recipe.
+SHIPPED_WEIGHTS = weights=$$($(PY) -m training.fit.shipped --model $(MODEL) $(1))
 SITE_BUILD := build/site
 export PYTHONPATH := $(CURDIR)/function:$(CURDIR)
 
@@ -37,7 +42,7 @@ $(VENV)/.runtime: function/requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r function/requirements.txt uvicorn==0.54.0
 	touch $@
 
-# Only the Python packages, training's included (`python -m training.train --help` needs them;
+# Only the Python packages, training's included (`python -m training.fit.train --help` needs them;
 # `make run` installs just the server's).
 dev: $(VENV)/.dev
 
@@ -66,14 +71,14 @@ node_modules/.installed: package.json package-lock.json
 
 # --- the page -----------------------------------------------------------------------------
 site: $(SITE_BUILD)/.built
-# The compact model and the face detector go in under content-hashed names
-# (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both in
-# js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
-COMPACT := models/emotion-compact.onnx
+# The served model (the same file the server runs) and the face detector go in under
+# content-hashed names (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both
+# in js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
+CLASSIFIER := models/emotion.onnx
 DETECTOR := models/face-detector.onnx
 ORT_WEB := node_modules/onnxruntime-web/dist
 $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null) \
-		$(COMPACT) $(COMPACT:.onnx=.json) $(DETECTOR) $(DETECTOR:.onnx=.json) tools/site_model.py
+		$(CLASSIFIER) $(CLASSIFIER:.onnx=.json) $(DETECTOR) $(DETECTOR:.onnx=.json) tools/site_model.py
 	rm -rf $(SITE_BUILD) && mkdir -p $(SITE_BUILD)/vendor
 	cp -r site/. $(SITE_BUILD)/
 	cp node_modules/tracking/build/tracking-min.js $(SITE_BUILD)/vendor/
@@ -81,7 +86,7 @@ $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/n
 	mkdir -p $(SITE_BUILD)/vendor/ort
 	cp $(ORT_WEB)/ort.wasm.bundle.min.mjs $(SITE_BUILD)/vendor/ort/ort.wasm.min.js
 	cp $(ORT_WEB)/ort-wasm-simd-threaded.wasm $(SITE_BUILD)/vendor/ort/
-	$(PYTHON) tools/site_model.py $(COMPACT) $(SITE_BUILD)/models
+	$(PYTHON) tools/site_model.py $(CLASSIFIER) $(SITE_BUILD)/models
 	$(PYTHON) tools/site_model.py $(DETECTOR) $(SITE_BUILD)/models detector.json
 	touch $@
 
@@ -104,25 +109,27 @@ test: $(VENV)/.dev $(CDK_VENV)/.smoke node_modules/.installed /usr/bin/chromium 
 
 # --- training ------------------------------------------------------------------------------
 train: $(VENV)/.dev
-	$(PY) -m training.train --train $(FERPLUS)/FER2013Train --valid $(FERPLUS)/FER2013Valid \
+	$(PY) -m training.fit.train --train $(FERPLUS)/FER2013Train --valid $(FERPLUS)/FER2013Valid \
 		--run $(RUN) --epochs $(EPOCHS) --resume $(TRAIN_ARGS)
-	$(MAKE) export eval
+	$(MAKE) export compact eval
 
-# From the training run when it is here, else from the committed float16 weights beside the
-# model (a fresh clone). PRIOR_WEIGHT trades mean per-class recall (0) for accuracy (1).
+# The float export, into $(FLOAT): from the training run when it is here, else from the
+# shipped model's weights (a fresh clone: rebuilt from $(MODEL), training/fit/shipped.py).
+# PRIOR_WEIGHT trades mean per-class recall (0) for accuracy (1).
 export: $(VENV)/.dev
-	$(PY) -m training.export $(if $(wildcard $(RUN)/final.pth),--run $(RUN),--weights \
-		$(MODEL:.onnx=.pth)) --out $(MODEL) $(if $(PRIOR_WEIGHT),--prior-weight $(PRIOR_WEIGHT))
+	$(if $(wildcard $(RUN)/final.pth),source="--run $(RUN)",$(SHIPPED_WEIGHTS) && \
+		source="--weights $$weights") && $(PY) -m training.fit.export $$source --out $(FLOAT) \
+		$(if $(PRIOR_WEIGHT),--prior-weight $(PRIOR_WEIGHT))
 
 # Accuracy and mean per-class recall for a range of prior weights (which PRIOR_WEIGHT to ship).
 balance: $(VENV)/.dev
-	$(PY) -m training.balance --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+	$(PY) -m training.measure.choose_prior_weight --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
 
 # Retrain the last layer with the logit-adjusted loss on the frozen network's features
 # (training/README.md), into runs/rebalanced.pth; then make export with --weights it.
 rebalance: $(VENV)/.dev
-	$(PY) -m training.rebalance --weights $(MODEL:.onnx=.pth) --train $(FERPLUS)/FER2013Train \
-		--out runs/rebalanced.pth
+	$(SHIPPED_WEIGHTS) && $(PY) -m training.fit.retrain_classifier --weights $$weights \
+		--train $(FERPLUS)/FER2013Train --out runs/rebalanced.pth
 
 # Fine-tune the shipped model on your own faces: DATA=<root>/<class>/*.jpg, OUT=new model.
 # FER+ faces are replayed in every batch and FER+ Valid measures what was kept, when FERPLUS
@@ -130,45 +137,48 @@ rebalance: $(VENV)/.dev
 OUT ?= models/finetuned.onnx
 finetune: $(VENV)/.dev
 	$(if $(DATA),,$(error usage: make finetune DATA=<folder per class> [OUT=$(OUT)]))
-	$(PY) -m training.finetune --data $(DATA) --out $(OUT) --weights $(MODEL:.onnx=.pth) \
+	$(call SHIPPED_WEIGHTS,--faces $(DATA)) && \
+	$(PY) -m training.adapt.finetune --data $(DATA) --out $(OUT) --weights $$weights \
 		$(if $(wildcard $(FERPLUS)/FER2013Train/label.csv),--replay $(FERPLUS)/FER2013Train) \
 		$(if $(wildcard $(FERPLUS)/FER2013Valid/label.csv),--check $(FERPLUS)/FER2013Valid) \
 		$(FINETUNE_ARGS)
 
-# Recalibrate a deployment to the people it serves (training/recalibrate.py; seconds, the
+# Recalibrate a deployment to the people it serves (training/adapt/recalibrate.py; seconds, the
 # server's packages only): DATA=<folder per class>, OUT=<folder> gets emotion.onnx and a card
 # with a `recalibration` block; serve it with EMOTION_MODEL=<OUT>/emotion.onnx make run.
 recalibrate: $(VENV)/.runtime
 	$(if $(and $(DATA),$(filter command line environment,$(origin OUT))),,$(error usage: make \
 		recalibrate DATA=<folder per class> OUT=<folder> [RECALIBRATE_ARGS=--overwrite]))
-	$(PY) -m training.recalibrate --data $(DATA) --out $(OUT) --model $(MODEL) $(RECALIBRATE_ARGS)
+	$(PY) -m training.adapt.recalibrate --data $(DATA) --out $(OUT) --model $(MODEL) $(RECALIBRATE_ARGS)
 
 # The temperature that makes confidence match accuracy, fitted on Valid, into the card.
 calibrate: $(VENV)/.dev
-	$(PY) -m training.calibrate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
+	$(PY) -m training.ship.calibrate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid
 
 eval: calibrate
-	$(PY) -m training.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
+	$(PY) -m training.measure.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
 		$(if $(wildcard $(RUN)/final.pth),--run $(RUN))
 
-# The compact copy (weight-only int8; drops the mirror TTA if the targets still hold) that the
-# page runs on-device, measured against the float model on FER+ Valid; its card beside it.
+# The file git keeps, the server serves and the page runs on-device: the float export stored
+# weight-only int8 (folded to float at load; first conv and head kept float), measured against
+# the float model on FER+ Valid (within 0.3 accuracy points or nothing is written); its card
+# beside it. `make export` first makes $(FLOAT).
 compact: $(VENV)/.dev
-	$(PY) -m training.compact --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
-		--out $(MODEL:.onnx=-compact.onnx)
+	@test -f $(FLOAT) || { echo "$(FLOAT) is not here: make export first" >&2; exit 1; }
+	$(PY) -m training.ship.int8_weights --model $(FLOAT) --valid $(FERPLUS)/FER2013Valid --out $(MODEL)
 
-# Re-measure the shipped model(s) on FER+ Valid against their cards and the floors in
-# training/verify.py (CI runs this after `make test`; FER+ must be at $(FERPLUS)).
+# Re-measure the shipped model on FER+ Valid against its card and the floors in
+# training/measure/verify.py (CI runs this after `make test`; FER+ must be at $(FERPLUS)).
 verify-model: $(VENV)/.dev
-	$(PY) -m training.verify --valid $(FERPLUS)/FER2013Valid $(MODEL) \
-		$(wildcard $(MODEL:.onnx=-compact.onnx))
+	$(PY) -m training.measure.verify --valid $(FERPLUS)/FER2013Valid $(MODEL)
 
-# An int8 copy of the model, kept only within 0.5 accuracy points (serve it with EMOTION_MODEL).
+# An int8-compute copy of the float export, kept only within 0.5 accuracy points (serve it
+# with EMOTION_MODEL).
 quantize: $(VENV)/.dev
-	$(PY) -m training.quantize --model $(MODEL) --train $(FERPLUS)/FER2013Train \
+	$(PY) -m training.ship.int8_compute --model $(FLOAT) --train $(FERPLUS)/FER2013Train \
 		--valid $(FERPLUS)/FER2013Valid --out $(MODEL:.onnx=-int8.onnx)
 
-# What training/gpu_train.sh needs on a lent GPU machine, which has no network: FER+ and
+# What training/gpu/train.sh needs on a lent GPU machine, which has no network: FER+ and
 # fastai's wheels for its Python 3.12 (fastprogress 1.0.3: later ones pull in fasthtml).
 GPU_WHEELS := fastai==2.8.12 fastcore==2.2.41 fastdownload==0.0.8 fastprogress==1.0.3 \
 	fasttransform==0.0.5 plum-dispatch==2.9.0 beartype==0.23.1

@@ -180,7 +180,7 @@ class Frontend(Construct):
                 sources=[s3deploy.Source.asset(str(site_dir), exclude=exclude)],
                 destination_bucket=self.bucket,
                 exclude=exclude,
-                # Content-hashed files (the compact model) go first and stay: pruning them here
+                # Content-hashed files (the model files) go first and stay: pruning them here
                 # would delete the model the live manifest still names until the next step
                 # uploads the new one. Old ones are a few MB each (infra/README.md).
                 prune=name != "Hashed",

@@ -34,7 +34,8 @@ class ModelCard:
     mean: float  # normalisation after scaling pixels to [0, 1]
     std: float
     resize: str = "bilinear"  # Pillow resampling filter used to reach input_size
-    # Probabilities are softmax(logits / temperature); fitted after training (calibrate.py).
+    # Probabilities are softmax(logits / temperature); fitted after training
+    # (training/ship/calibrate.py).
     temperature: float = 1.0
     details: dict[str, Any] = field(default_factory=dict)  # data, recipe, metrics, limits
 

@@ -1,5 +1,5 @@
 """Detector box -> the face crop the classifier sees, framed as the model card's `framing`
-block says (measured by training/framing.py so detect -> crop -> classify matches FER+)."""
+block says (measured by training/measure/framing.py so detect -> crop -> classify matches FER+)."""
 
 from __future__ import annotations
 

@@ -30,8 +30,9 @@ class EmotionModel:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.card.details.get("compact"):
-            # Weight-only int8 (training/compact.py): fold its DequantizeLinear nodes into float
-            # weights once, at load, rather than on every request (static int8 keeps its QDQ).
+            # Weight-only int8 (training/ship/int8_weights.py): fold its DequantizeLinear nodes
+            # into float weights once, at load, rather than on every request (static int8 keeps
+            # its QDQ).
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]

@@ -188,8 +188,11 @@ export class CalibrationPanel {
     } else {
       const before = Math.round(100 * c.frames.before);
       const after = Math.round(100 * c.frames.after);
+      // scale < 1: frames held out of the fit showed the whole adjustment would overreach.
+      const strength = c.scale < 1 ? ` Applied at ${Math.round(100 * c.scale)}% strength, as `
+        + 'frames held out of the fit suggested.' : '';
       this.say(`Done (${took}). On your own frames the model now names ${after}% of your `
-        + `expressions right (before: ${before}%).`);
+        + `expressions right (before: ${before}%).${strength}`);
     }
   }
 

@@ -1,4 +1,4 @@
-// On-device analysis: the compact model and the server's face detector in onnxruntime-web
+// On-device analysis: the server's model file and face detector in onnxruntime-web
 // (WebAssembly), off the page's thread. Messages in: {type: 'load', manifest, detector} (the
 // two manifests' URLs), then {id, buffer, width, height} (RGBA pixels) with type 'classify'
 // (one face crop, read as it is), 'check' (a crop that should hold one face: /face's check,

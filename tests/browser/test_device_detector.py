@@ -51,7 +51,7 @@ from tests.browser.test_ondevice import api_requests, choose_device, record
 
 ROOT = Path(__file__).resolve().parents[2]
 DETECTOR_CARD = ROOT / "models" / "face-detector.json"
-COMPACT_CARD = ROOT / "models" / "emotion-compact.json"
+CARD = ROOT / "models" / "emotion.json"  # the server's and the page's model
 MIN_IOU = 0.9
 MAX_SCORE_DIFF = 0.02
 
@@ -203,11 +203,13 @@ process.stdout.write(JSON.stringify(faces.map((face) => {
 """
 
 
-# The compact model's card (what the page reads) and the served model's, whose framing also
-# has /face's `as_sent` rule.
-@pytest.mark.parametrize("card_name", ["emotion-compact.json", "emotion.json"])
-def test_the_same_box_gives_the_same_classifier_crop(tmp_path, card_name):
-    card = json.loads((ROOT / "models" / card_name).read_text())
+# The model's card (what the page reads, and /face), whose framing has /face's `as_sent`
+# rule, and the same card without that rule.
+@pytest.mark.parametrize("as_sent", [True, False])
+def test_the_same_box_gives_the_same_classifier_crop(tmp_path, as_sent):
+    card = json.loads(CARD.read_text())
+    if not as_sent:
+        card["framing"].pop("as_sent")
     framing = Framing.from_card(card)
     image = Image.fromarray(skdata.astronaut()).resize((300, 200))
     rng = np.random.default_rng(5)
@@ -384,7 +386,7 @@ def _crops() -> list[Image.Image]:
 
 def test_the_crop_check_agrees_with_the_services(page, console, server, artifacts):
     crops = _crops()
-    framing = Framing.from_card(json.loads(COMPACT_CARD.read_text()))
+    framing = Framing.from_card(json.loads(CARD.read_text()))
     page.goto(server)
     answers = page.evaluate(CHECK_ALL, [base64.b64encode(_encode(c)).decode() for c in crops])
     agree, ious, diffs = 0, [], []
@@ -409,7 +411,7 @@ def test_the_crop_check_agrees_with_the_services(page, console, server, artifact
 
 
 # --- Chromium: the photo upload in on-device mode ------------------------------------------
-CLASSES = json.loads(COMPACT_CARD.read_text())["classes"]
+CLASSES = json.loads(CARD.read_text())["classes"]
 
 
 def _all_requests(page) -> list[str]:

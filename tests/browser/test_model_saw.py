@@ -155,7 +155,7 @@ def test_the_view_is_the_servers_input_pixel_for_pixel(page, console, server):
 
 
 def test_the_view_is_the_device_models_input_pixel_for_pixel(page, console, server):
-    card = ModelCard.read(ROOT / "models" / "emotion-compact.json")
+    card = ModelCard.read(ROOT / "models" / "emotion.json")
     page.goto(server)
     page.get_by_label("Analyse on this device").check()
     page.wait_for_function(
@@ -170,7 +170,7 @@ def test_the_view_is_the_device_models_input_pixel_for_pixel(page, console, serv
     assert "On this device: the detector found the face" in view["note"], view["note"]
     region = Image.fromarray(pixels(view["sent"]), "RGBA")
     # The service's steps for the same pixels (decode.py: transparency over white), with the
-    # compact model's card: /face's check, its framing, its preprocessing.
+    # model's card: /face's check, its framing, its preprocessing.
     rgb = Image.alpha_composite(Image.new("RGBA", region.size, "white"), region).convert("RGB")
     face = FaceDetector(ROOT / "models" / "face-detector.onnx").find_in_crop(rgb)
     assert face is not None

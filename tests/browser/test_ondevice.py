@@ -1,4 +1,4 @@
-"""On-device mode: the compact model in onnxruntime-web, in a worker of real Chromium.
+"""On-device mode: the server's model file in onnxruntime-web, in a worker of real Chromium.
 
 - the page's JavaScript preprocessing is Pillow's, bit for bit (node, many sizes);
 - the browser path and the Python service give the same answers on the same images;
@@ -29,7 +29,7 @@ from emotion.preprocess import to_input
 from emotion.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPACT = ROOT / "models" / "emotion-compact.onnx"
+MODEL = ROOT / "models" / "emotion.onnx"  # weight-only int8: the server's and the page's
 PROBES = 200  # top-1 agreement >= 99.5%: at most one disagreement
 MEASURE_SECONDS = 4.0
 
@@ -98,7 +98,7 @@ process.stdout.write(JSON.stringify(out));
 def test_preprocessing_is_pillows_bit_for_bit(tmp_path):
     node = shutil.which("node")
     assert node, "node is missing (npm needs it too)"
-    card = ModelCard.read(COMPACT.with_suffix(".json"))
+    card = ModelCard.read(MODEL.with_suffix(".json"))
     images = probe_images(60, seed=3)
     images += [Image.new("RGB", (s, s), (s % 256, 40, 200)) for s in (8, 63, 64, 65, 1000)]
     script = tmp_path / "check.mjs"
@@ -125,13 +125,13 @@ def test_preprocessing_is_pillows_bit_for_bit(tmp_path):
 
 # --- the browser path against the Python service -------------------------------------------
 @pytest.fixture(scope="module")
-def compact_service():
-    """The service's own decoding, preprocessing and ONNX Runtime session on the compact model:
+def model_service():
+    """The service's own decoding, preprocessing and ONNX Runtime session on the same model:
     what /face does with a crop in which its face check finds nothing to reframe. (When it
     finds a face it first re-crops around it, emotion.framing; the page does the same with the
     same detector, compared in test_device_detector.py; here the crop is read as it is.)"""
     settings = Settings.from_env()
-    model = EmotionModel(COMPACT, settings.threads)
+    model = EmotionModel(MODEL, settings.threads)
 
     def classify(data: bytes) -> dict[str, float]:
         image = decode_image(data, settings.max_pixels, settings.min_side)
@@ -162,13 +162,13 @@ CLASSIFY_ALL = """async ([images, classes]) => {
 # About a minute on an idle 2-core machine; 200 WebAssembly inferences can take far longer
 # when the machine is busy (over 10 min under a load average of 20).
 @pytest.mark.timeout(1800)
-def test_browser_and_service_agree(page, console, server, compact_service, artifacts):
-    card = ModelCard.read(COMPACT.with_suffix(".json"))
+def test_browser_and_service_agree(page, console, server, model_service, artifacts):
+    card = ModelCard.read(MODEL.with_suffix(".json"))
     classes = list(card.classes)
     images = [png(im) for im in probe_images(PROBES)]
     served = []
     for data in images:
-        predictions = compact_service(data)
+        predictions = model_service(data)
         served.append([predictions[c] for c in classes])
     page.goto(server)
     started = time.perf_counter()
@@ -250,7 +250,7 @@ def test_live_view_on_device_sends_nothing_and_survives_offline(page, console, s
                            timeout=30_000)  # fmt: skip
     first_prediction = time.perf_counter() - clicked
     assert "cache" in page.text_content("#analyse-status")
-    # The astronaut smiles: the compact model reads her as Happiness too, not any class.
+    # The astronaut smiles: the model reads her as Happiness on the device too, not any class.
     expect(page.locator("#top-emotion")).to_have_attribute("data-emotion", "Happiness")
 
     count = lambda: int(page.get_attribute("#rate", "data-count") or 0)  # noqa: E731
@@ -282,8 +282,8 @@ def test_live_view_on_device_sends_nothing_and_survives_offline(page, console, s
     assert offline_updates >= 2, "predictions stopped when the network was cut"
     assert not page.locator("#analyse-status.warning").count()
     # The first prediction (target <= 5 s after Start, warm cache) and the rate (target 15/s;
-    # 20.5/s measured on an idle machine, 2026-11-29, with the compact model and its mirror
-    # TTA) are benchmark figures: artifacts/ondevice.json, reported by `make bench` beside
+    # 20.5/s measured on an idle machine, 2026-11-29, with the weight-only int8 model and its
+    # mirror TTA) are benchmark figures: artifacts/ondevice.json, reported by `make bench` beside
     # their targets. Here a floor only a stalled or one-shot pipeline misses, whatever the
     # machine's load (2.0/s was measured at a load average of 17 on 2 cores); the first
     # prediction is bounded by the 30 s wait above. Since issue 22 each crop is also checked
@@ -320,7 +320,7 @@ def test_photo_upload_on_device_sends_nothing(page, console, server, media):
     page.set_input_files("#file", str(media["photo"]))
     page.wait_for_selector(".face-result", timeout=30_000)
     heading = page.text_content(".face-result h3")
-    assert any(c in heading for c in ModelCard.read(COMPACT.with_suffix(".json")).classes)
+    assert any(c in heading for c in ModelCard.read(MODEL.with_suffix(".json")).classes)
     assert sent == [], f"on-device upload sent {sent}"
     assert not console.errors, console.errors
 
@@ -339,6 +339,6 @@ def test_page_headers_allow_wasm_and_nothing_inline(server):
     manifest = httpx.get(server + "models/compact.json").json()
     model = httpx.get(server + "models/" + manifest["file"])
     assert model.status_code == 200 and len(model.content) == manifest["bytes"]
-    assert manifest["file"].startswith("emotion-compact.") and manifest["bytes"] <= 25_000_000
+    assert manifest["file"].startswith("emotion.") and manifest["bytes"] <= 25_000_000
     for name in ("input_size", "color_mode", "mean", "std", "resize", "temperature", "classes"):
         assert name in manifest

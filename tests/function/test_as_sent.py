@@ -1,6 +1,6 @@
 """/face re-frames only where that helps (issue 21): a crop its face already fills is classified
 as sent, a loose one is classified on the detector's face framed as the card says. The limit is
-the model card's `framing.as_sent.fill` (measured by training/crop_check.py)."""
+the model card's `framing.as_sent.fill` (measured by training/measure/crop_check.py)."""
 
 from __future__ import annotations
 

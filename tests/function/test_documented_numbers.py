@@ -1,6 +1,7 @@
-"""The numbers README.md and openapi.json state about the API (defaults, limits, sides) hold
-for the app as it runs: each is read from the document and checked against a request whose
-answer changes when the code's number does, on photos built by tests/face_scenes.py."""
+"""The numbers docs/api.md (docs/on-device.md for a model file's size) and openapi.json state
+about the API (defaults, limits, sides) hold for the app as it runs: each is read from the
+document and checked against a request whose answer changes when the code's number does, on
+photos built by tests/face_scenes.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from face_images import astronaut_face, encode
 from face_scenes import Person, compose
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+API = ROOT / "docs" / "api.md"
+ON_DEVICE = ROOT / "docs" / "on-device.md"
 SPEC = json.loads((ROOT / "function" / "emotion" / "openapi.json").read_text())
 FACES = SPEC["paths"]["/faces"]["post"]
 JPEG = {"content-type": "image/jpeg"}
@@ -32,16 +34,16 @@ def parameter(name: str) -> dict:
     return next(p["schema"] for p in FACES["parameters"] if p["name"] == name)
 
 
-def readme(pattern: str) -> str:
-    """The README's text matched by the group in `pattern` (exactly one match)."""
-    found = re.findall(pattern, README)
-    assert len(found) == 1, f"README: {pattern!r} matched {len(found)} times"
+def documented(pattern: str, page: Path = API) -> str:
+    """The text of `page` matched by the group in `pattern` (exactly one match)."""
+    found = re.findall(pattern, page.read_text())
+    assert len(found) == 1, f"{page.relative_to(ROOT)}: {pattern!r} matched {len(found)} times"
     return found[0]
 
 
-def readme_table(name: str) -> str:
-    """The default column of `name`'s row in the README's configuration table."""
-    return readme(rf"\n\| `{name}` \| ([^|]+?) \|")
+def config_default(name: str) -> str:
+    """The default column of `name`'s row in docs/api.md's configuration table."""
+    return documented(rf"\n\| `{name}` \| ([^|]+?) \|")
 
 
 def default_settings() -> Settings:
@@ -75,9 +77,9 @@ def crowd() -> bytes:
     return encode(photo, "JPEG", quality=90)
 
 
-def test_max_faces_default_is_openapis_and_the_readmes():
+def test_max_faces_default_is_openapis_and_the_api_pages():
     schema = parameter("max_faces")
-    lowest, highest, default = readme(r"`max_faces` \((\d+)-(\d+), default (\d+)")
+    lowest, highest, default = documented(r"`max_faces` \((\d+)-(\d+), default (\d+)")
     assert (schema["minimum"], schema["maximum"], schema["default"]) == (
         int(lowest),
         int(highest),
@@ -97,7 +99,7 @@ def test_a_crowd_without_parameters_gives_the_default_number_of_faces(env_client
 def test_max_faces_range_is_openapis_and_the_settings(env_client, crowd):
     schema = parameter("max_faces")
     settings = default_settings()
-    assert schema["maximum"] == settings.max_faces == int(readme_table("EMOTION_MAX_FACES"))
+    assert schema["maximum"] == settings.max_faces == int(config_default("EMOTION_MAX_FACES"))
     # the response's list is documented to hold no more than that either
     result = SPEC["components"]["schemas"]["FacesResult"]
     assert FACES["responses"]["200"]["content"]["application/json"]["schema"] == {
@@ -124,9 +126,9 @@ def small_face() -> bytes:
     return encode(photo, "PNG")
 
 
-def test_min_size_default_is_openapis_and_the_readmes():
+def test_min_size_default_is_openapis_and_the_api_pages():
     schema = parameter("min_size")
-    assert schema["default"] == int(readme(r"`min_size` \(pixels, default (\d+)"))
+    assert schema["default"] == int(documented(r"`min_size` \(pixels, default (\d+)"))
     assert schema["minimum"] == 0
 
 
@@ -182,9 +184,9 @@ def test_boxes_stay_inside_the_image_for_a_face_at_its_edge(env_client, detector
 # --- sizes and sides -----------------------------------------------------------------------
 
 
-def test_the_smallest_side_is_the_readmes(env_client):
-    side = int(readme(r"or a side is under (\d+) px"))
-    assert side == int(readme_table("EMOTION_MIN_SIDE"))
+def test_the_smallest_side_is_the_api_pages(env_client):
+    side = int(documented(r"or a side is under (\d+) px"))
+    assert side == int(config_default("EMOTION_MIN_SIDE"))
     face = astronaut_face()
     ok = env_client.post("/face", content=encode(face.resize((side, side))), headers=PNG)
     assert ok.status_code == 200
@@ -192,10 +194,12 @@ def test_the_smallest_side_is_the_readmes(env_client):
     assert (small.status_code, small.json()["error"]) == (400, "image_too_small")
 
 
-def test_the_face_check_side_is_the_readmes():
-    side = int(readme(r"face detector run on a\s+(\d+) px copy of the crop"))
+def test_the_face_check_side_is_the_api_pages():
+    side = int(documented(r"face detector run on a\s+(\d+) px copy of the crop"))
     assert (
-        side == int(readme_table("EMOTION_CROP_DETECT_SIDE")) == default_settings().crop_detect_side
+        side
+        == int(config_default("EMOTION_CROP_DETECT_SIDE"))
+        == default_settings().crop_detect_side
     )
 
 
@@ -209,7 +213,7 @@ def test_the_max_faces_setting_caps_the_parameter(model, detector, crowd):
     assert refused.status_code == 400 and "from 1 to 5" in refused.json()["detail"]
 
 
-# --- limits as openapi.json and the README state them --------------------------------------
+# --- limits as openapi.json and docs/api.md state them -------------------------------------
 
 
 @pytest.mark.parametrize("route", ["/face", "/faces"])
@@ -224,7 +228,7 @@ def test_openapis_request_limits_are_the_settings(route):
     stated = [int(value.replace(",", "")) for value in limits.groups()]
     assert stated == [settings.max_body_bytes, settings.max_pixels, settings.min_side]
     assert stated == [
-        int(readme_table(name))
+        int(config_default(name))
         for name in ("EMOTION_MAX_BODY_BYTES", "EMOTION_MAX_PIXELS", "EMOTION_MIN_SIDE")
     ]
 
@@ -235,18 +239,23 @@ def test_max_faces_description_is_its_schema():
     assert f"{schema['minimum']} to {schema['maximum']}" in described
 
 
-def test_health_says_the_readmes_input_size(env_client, model):
-    stated = int(readme(r'"input_size": (\d+)\}`\s+once the model is loaded'))
+def test_health_says_the_api_pages_input_size(env_client, model):
+    stated = int(documented(r'"input_size": (\d+)\}`\s+once the model is loaded'))
     assert env_client.get("/health").json()["input_size"] == stated == model.card.input_size
 
 
-def test_the_model_file_sizes_are_the_readmes():
-    """`ls -l models/`: the sizes the README quotes, in MB (10^6 bytes), to one decimal."""
+def test_the_model_file_sizes_are_the_documented_ones():
+    """`ls -l models/`: the sizes docs/on-device.md and docs/api.md quote, in MB (10^6 bytes),
+    to one decimal."""
     models = ROOT / "models"
 
     def mb(name: str) -> str:
         return f"{(models / name).stat().st_size / 1e6:.1f}"
 
-    compact, full = readme(r"`models/emotion-compact\.onnx` \(([\d.]+) MB against ([\d.]+) MB\)")
-    assert (compact, full) == (mb("emotion-compact.onnx"), mb("emotion.onnx"))
-    assert readme(r"MobileNet-0\.25 backbone \(([\d.]+) MB ONNX\)") == mb("face-detector.onnx")
+    stored, as_float = documented(
+        r"`models/emotion\.onnx` \(([\d.]+) MB; ([\d.]+) MB as float32", ON_DEVICE
+    )
+    # the float32 size is the float export's, which training.ship.int8_weights records in the card
+    float_mb = json.loads((models / "emotion.json").read_text())["compact"]["float_mb"]
+    assert (stored, as_float) == (mb("emotion.onnx"), f"{float_mb:.1f}")
+    assert documented(r"MobileNet-0\.25 backbone \(([\d.]+) MB ONNX\)") == mb("face-detector.onnx")

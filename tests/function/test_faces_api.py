@@ -157,7 +157,7 @@ def test_all_faces_are_classified_in_one_batch(settings, model, detector, group)
 def test_framing_comes_from_the_model_card(model):
     card = json.loads(MODEL.with_suffix(".json").read_text())
     framing = Framing.from_card(model.card.details)
-    assert {"margin", "square"} <= set(card["framing"])  # training/framing.py measured it
+    assert {"margin", "square"} <= set(card["framing"])  # training/measure/framing.py measured it
     assert (framing.margin, framing.square) == (
         card["framing"]["margin"],
         card["framing"]["square"],

@@ -1,5 +1,5 @@
 """Multipart uploads as curl sends them: `-F file=@face.png`, `-F image=@face.png`, and
-`-F imgBase64=@face.txt` (a file part holding the data URL the README's example writes)."""
+`-F imgBase64=@face.txt` (a file part holding the data URL docs/api.md's example writes)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_an_image_file_part(client, field):
 @pytest.mark.parametrize(
     "text",
     [
-        data_url(JPEG, "image/jpeg") + "\n",  # what the README's python one-liner writes
+        data_url(JPEG, "image/jpeg") + "\n",  # what docs/api.md's python one-liner writes
         data_url(PNG),
         base64.b64encode(PNG).decode() + "\n",  # bare base64
         base64.encodebytes(PNG).decode(),  # base64 wrapped at 76 columns

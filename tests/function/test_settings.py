@@ -1,5 +1,5 @@
-"""The EMOTION_* variables the README documents: each is read, and each changes what the app
-does (an app that hard-coded the defaults fails here); the defaults are the README's."""
+"""The EMOTION_* variables docs/api.md documents: each is read, and each changes what the app
+does (an app that hard-coded the defaults fails here); the defaults are docs/api.md's."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ VARIABLES = (
 )
 
 
-def readme_defaults() -> dict[str, str]:
-    """`| `EMOTION_X` | default | meaning |` rows of the README's configuration table."""
-    rows = re.findall(r"^\| `(EMOTION_\w+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), re.M)
+def documented_defaults() -> dict[str, str]:
+    """`| `EMOTION_X` | default | meaning |` rows of docs/api.md's configuration table."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| `(EMOTION_\w+)` \| ([^|]+) \|", text, re.M)
     return {name: default.strip() for name, default in rows}
 
 
@@ -44,15 +45,15 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-def test_the_readme_documents_every_variable_the_code_reads():
+def test_the_api_page_documents_every_variable_the_code_reads():
     source = (ROOT / "function" / "emotion" / "settings.py").read_text()
     read = set(re.findall(r'"(EMOTION_\w+)"', source))
     assert set(VARIABLES) <= read
-    assert read <= set(readme_defaults())  # every variable the code reads has a README row
+    assert read <= set(documented_defaults())  # every variable the code reads has a row
 
 
-def test_defaults_are_the_readmes(clean_env):
-    documented = readme_defaults()
+def test_defaults_are_the_api_pages(clean_env):
+    documented = documented_defaults()
     settings = Settings.from_env()
     assert settings.max_body_bytes == int(documented["EMOTION_MAX_BODY_BYTES"])
     assert settings.max_pixels == int(documented["EMOTION_MAX_PIXELS"])

@@ -189,7 +189,7 @@ def test_cache_control_hashed_names_forever_the_rest_revalidated(default, site_b
     for name, cache in seen.items():
         assert cache == (CACHE_FOREVER if HASHED_NAME.search(name) else CACHE_REVALIDATE), name
     assert "immutable" in CACHE_FOREVER and "max-age=31536000" in CACHE_FOREVER
-    assert HASHED_NAME.search("models/emotion-compact.8a14523c.onnx")
+    assert HASHED_NAME.search("models/emotion.8a14523c.onnx")
     assert not HASHED_NAME.search("js/app.js")
 
 

@@ -267,7 +267,7 @@ def test_bucket_deployment_ships_the_build_folder_and_invalidates(default, site_
         props = deployment["Properties"]
         assert props["DestinationBucketName"] == {"Ref": logical_id(template, "AWS::S3::Bucket")}
         # Content-hashed files are never pruned: the page still live during the deploy names
-        # the old compact model until the next deployment uploads the new manifest.
+        # the old model file until the next deployment uploads the new manifest.
         assert props.get("Prune", True) is ("Hashed" not in name)
     assert any("Hashed" in name for name in deployments)
     # One AWS CLI layer, the one the shared deployment handler uses.

@@ -1,17 +1,23 @@
 // The crops the page takes around a tracking.js box: the live view's (sent to the server, or
-// checked by the same detector on this device), sized as the README says, so a face fills the
-// share of the crop that the design measured.
+// checked by the same detector on this device), sized as docs/live-view.md says, so a face
+// fills the share of the crop that the design measured.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CROP_SIZE, squareAround } from '../../site/js/faces.js';
 import { CROP_MARGIN } from '../../site/js/live.js';
-import { readme } from './readme.mjs';
+import { documented } from './documents.mjs';
+
+const LIVE_VIEW = 'docs/live-view.md';
+const ON_DEVICE = 'docs/on-device.md';
 
 const BOX = { x: 250, y: 180, width: 100, height: 120 }; // tracking.js boxes are about square
 const close = (a, b) => Math.abs(a - b) < 1e-9;
 
-test('the live crop is the README\'s size and margin', () => {
-  const [size, percent] = readme('goes out as a (\\d+) px crop with a (\\d+)% margin');
+test('the live crop has the live view page\'s size and margin', () => {
+  const [size, percent] = documented(
+    LIVE_VIEW,
+    'goes out as a (\\d+) px crop with a (\\d+)% margin',
+  );
   assert.equal(CROP_SIZE, size);
   assert.equal(CROP_MARGIN, percent / 100);
   const square = squareAround(BOX, 640, 480, CROP_MARGIN);
@@ -21,9 +27,12 @@ test('the live crop is the README\'s size and margin', () => {
   assert.ok(close(square.x + square.width / 2, 300) && close(square.y + square.height / 2, 240));
 });
 
-test('the on-device crop has the README\'s margin, the server\'s', () => {
+test('the on-device crop has the on-device page\'s margin, the server\'s', () => {
   // On this device the same detector checks and re-frames the crop (issue 22): same margin.
-  const [percent] = readme('The live view\'s crops \\((\\d+)% margin, as for the server\\)');
+  const [percent] = documented(
+    ON_DEVICE,
+    'The live view\'s crops \\((\\d+)% margin, as for the server\\)',
+  );
   assert.equal(CROP_MARGIN, percent / 100);
   const square = squareAround(BOX, 640, 480, CROP_MARGIN);
   assert.ok(close(square.width, 120 * (1 + (2 * percent) / 100)), `${square.width}`);

@@ -1,9 +1,11 @@
-// site/js/smooth.js: the bars' moving average has the time constant the README states, and
-// the same step response whatever the answer rate.
+// site/js/smooth.js: the bars' moving average has the time constant docs/live-view.md states,
+// and the same step response whatever the answer rate.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Smoother } from '../../site/js/smooth.js';
-import { readme } from './readme.mjs';
+import { documented } from './documents.mjs';
+
+const LIVE_VIEW = 'docs/live-view.md';
 
 const SAD = { Sadness: 1 };
 const HAPPY = { Happiness: 1 };
@@ -15,8 +17,11 @@ function step(smoother, gap, span) {
   return smoother.values.Happiness;
 }
 
-test('the default time constant is the README\'s', () => {
-  const [tau] = readme('moving average of its answers with a (\\d+) ms time constant');
+test('the default time constant is the live view page\'s', () => {
+  const [tau] = documented(
+    LIVE_VIEW,
+    'moving average of its answers with a (\\d+) ms time constant',
+  );
   assert.equal(new Smoother().tau, tau);
   // After one time constant a step has gone 1 - 1/e of the way, whatever the constant.
   const after = step(new Smoother(), tau, tau);

@@ -15,9 +15,12 @@ from PIL import Image
 
 from emotion.card import CLASSES, ModelCard
 from face_images import drawn_face
-from training import data, export, finetune, metrics, train
-from training.augment import Frame, jittered_frames, reframe
-from training.model import SoftTargetCrossEntropy
+from training.adapt import finetune
+from training.data import readers
+from training.data.augment import Frame, jittered_frames, reframe
+from training.fit import export, train
+from training.fit.model import SoftTargetCrossEntropy
+from training.measure import metrics
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,10 @@ def logits_of(path: Path, x: np.ndarray) -> np.ndarray:
 
 def test_class_prior_is_the_mean_vote_share_and_never_zero():
     faces = [
-        data.Face(Path("a"), (3, 1, 0, 0, 0, 0, 0, 0)),
-        data.Face(Path("b"), (0, 1, 0, 0, 0, 0, 0, 0)),
+        readers.Face(Path("a"), (3, 1, 0, 0, 0, 0, 0, 0)),
+        readers.Face(Path("b"), (0, 1, 0, 0, 0, 0, 0, 0)),
     ]
-    prior = data.class_prior(faces)
+    prior = readers.class_prior(faces)
     assert prior[0] == pytest.approx(0.375, abs=1e-3) and prior[1] == pytest.approx(0.625, abs=1e-3)
     assert min(prior) > 0 and sum(prior) == pytest.approx(1, abs=1e-5)
 
@@ -117,7 +120,7 @@ def test_jittered_frames_are_fixed_by_their_seed_and_within_bounds():
 
 
 def test_live_crop_augment_changes_training_faces_only():
-    from training.augment import LiveCropAugment
+    from training.data.augment import LiveCropAugment
 
     aug = LiveCropAugment(strength=1.25, seed=0)  # frame p 1.0
     face = drawn_face(np.random.default_rng(0), True, 48, "L")
@@ -198,24 +201,30 @@ def test_finetune_names_a_folder_outside_the_eight_classes(shipped, tmp_path):
 
 
 def test_balance_picks_the_best_mean_recall_that_keeps_accuracy():
-    from training import balance
+    from training.measure import choose_prior_weight
 
     rows = [{"prior_weight": 0.0, "accuracy": 0.80, "mean_recall": 0.78},
             {"prior_weight": 0.3, "accuracy": 0.836, "mean_recall": 0.75},
             {"prior_weight": 0.6, "accuracy": 0.85, "mean_recall": 0.70}]  # fmt: skip
-    assert balance.pick(rows) == 0.3
-    assert balance.pick(rows, floor=0.9) == 0.6  # nothing keeps the floor: best accuracy
+    assert choose_prior_weight.pick(rows) == 0.3
+    assert (
+        choose_prior_weight.pick(rows, floor=0.9) == 0.6
+    )  # nothing keeps the floor: best accuracy
     labels = np.array([0, 0, 0, 1])
     logits = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
     log_prior = np.log([0.75, 0.25])
-    assert balance.scores(logits, labels, log_prior, 0.0)["accuracy"] == 0.5
-    assert balance.scores(logits, labels, log_prior, 1.0)["accuracy"] == 0.75  # prior flips two
+    assert choose_prior_weight.scores(logits, labels, log_prior, 0.0)["accuracy"] == 0.5
+    assert (
+        choose_prior_weight.scores(logits, labels, log_prior, 1.0)["accuracy"] == 0.75
+    )  # prior flips two
     jittered = np.array([[0.0, 1.0]] * 4)  # every re-framed crop called class 1
-    assert balance.scores(logits, labels, log_prior, 0.0, jittered)["jitter_loss"] == 0.25
+    assert (
+        choose_prior_weight.scores(logits, labels, log_prior, 0.0, jittered)["jitter_loss"] == 0.25
+    )
 
 
 def test_rebalancing_the_last_layer_names_the_rare_class_more_often():
-    from training.rebalance import fit_last_layer
+    from training.fit.retrain_classifier import fit_last_layer
 
     rng = np.random.default_rng(0)
     counts = (950, 50)  # class 0 common, class 1 rare; their features overlap
@@ -246,16 +255,19 @@ def test_rebalancing_the_last_layer_names_the_rare_class_more_often():
 
 
 def test_balance_breaks_near_ties_in_mean_recall_by_accuracy():
-    from training import balance
+    from training.measure import choose_prior_weight
 
     rows = [{"prior_weight": 0.40, "accuracy": 0.836, "mean_recall": 0.7550},
             {"prior_weight": 0.44, "accuracy": 0.842, "mean_recall": 0.7542},  # within 0.1 pt
             {"prior_weight": 0.50, "accuracy": 0.848, "mean_recall": 0.7400}]  # fmt: skip
-    assert balance.pick(rows) == 0.44
-    assert balance.pick(rows, tie=0.0) == 0.40
+    assert choose_prior_weight.pick(rows) == 0.44
+    assert choose_prior_weight.pick(rows, tie=0.0) == 0.40
     rows[1]["jitter_loss"] = 0.0219  # loses more than 2 points on re-framed crops: not picked
-    assert balance.pick(rows) == 0.40
-    assert balance.WEIGHTS[:3] == (0.0, 0.02, 0.04) and balance.WEIGHTS[-1] == 1.0
+    assert choose_prior_weight.pick(rows) == 0.40
+    assert (
+        choose_prior_weight.WEIGHTS[:3] == (0.0, 0.02, 0.04)
+        and choose_prior_weight.WEIGHTS[-1] == 1.0
+    )
 
 
 def test_warm_restart_keeps_frozen_parts_bit_exact(shipped, faces_root, tmp_path):
@@ -289,11 +301,11 @@ def test_frozen_parts_need_trained_weights_to_start_from(faces_root, tmp_path):
 def test_flip_mean_features_give_the_served_graphs_logits(shipped, faces_root):
     """rebalance --flip-mean fits the last layer on what it sees behind the baked mirror TTA."""
     from emotion.preprocess import to_input
-    from training.rebalance import penultimate
+    from training.fit.retrain_classifier import penultimate
 
     model = export.load_shipped(shipped.with_suffix(".pth")).eval()
     card = ModelCard.read(shipped.with_suffix(".json"))
-    faces, _ = data.read_dataset(faces_root)
+    faces, _ = readers.read_dataset(faces_root)
     faces = faces[:6]
     last = model[1][-1]
     assert last.bias is None  # the layer rebalance fits is weight-only

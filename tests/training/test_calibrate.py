@@ -12,7 +12,8 @@ import pytest
 from emotion.card import ModelCard
 from emotion.model import EmotionModel, softmax
 from face_images import astronaut_face
-from training import calibrate, metrics
+from training.measure import metrics
+from training.ship import calibrate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""training/crop_check.py: /face's answer rule, the choice of the card's `as_sent.fill`, and a
+"""training/measure/crop_check.py: /face's answer rule, the choice of the card's `as_sent.fill`, and a
 run on a small FER+-layout split of real faces (scikit-image's, never FER+ files) that writes
 the limit into a copy of the card."""
 
@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from emotion.framing import Framing
-from training import crop_check, framing
+from training.measure import crop_check, framing
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN = np.nan
@@ -83,7 +83,7 @@ def test_a_run_measures_both_kinds_and_writes_the_limit_into_the_card(tmp_path, 
         k: v for k, v in shipped.items() if k != "as_sent"
     }  # the rest of the block is left as it was
 
-    # Re-measuring the framing keeps the limit (training/framing.py rewrites the block).
+    # Re-measuring the framing keeps the limit (training/measure/framing.py rewrites the block).
     best = {"margin": 0.0, "square": True, "shift_y": 0.05, "accuracy": 0.8, "on_found": 0.8}
     measured = {"faces": 8, "reference_accuracy": 0.8, "loss_points": 0.0, "detector_found": 1.0}
     framing.write_framing(card, {**measured, "best": best, "face_route": {}}, "cmd")

@@ -11,8 +11,8 @@ from PIL import Image
 
 from emotion.detect import Detection, detect_faces
 from face_images import astronaut_face
-from training.detector_weights import weights_from_wheel
-from training.framing import best_match, page_crop, scene, with_context
+from training.measure.framing import best_match, page_crop, scene, with_context
+from training.ship.detector_weights import weights_from_wheel
 
 
 def test_weights_come_out_of_the_wheels_bytes_literal(tmp_path):

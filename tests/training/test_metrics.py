@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import metrics
+from training.measure import metrics
 
 
 def one_hot(predicted: list[int], n_classes: int, confidence: float = 0.9) -> np.ndarray:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
-from training import onnx_weights
-from training.export import export_onnx, exported_graph
-from training.model import build_model
+from training.fit import onnx_weights
+from training.fit.export import export_onnx, exported_graph
+from training.fit.model import build_model
 
 
 def test_module_names_from_the_exporters_node_names():
@@ -49,3 +50,81 @@ def test_a_rebuilt_network_computes_the_exported_function(tmp_path: Path):
         eval_mode = body.eval()(x)
         train_mode = body.train()(x)
     assert (train_mode - eval_mode).abs().max() < 1e-3 * eval_mode.abs().max()
+
+
+def test_a_weight_only_int8_export_with_a_prior_offset_rebuilds_exactly(tmp_path: Path):
+    """What git keeps: weights stored int8 (training.ship.int8_weights) and a logit offset baked in
+    (LogitOffset wraps the names of the head's BNs once more). The rebuilt network computes
+    the int8 file's function (its weights folded to float) in float32."""
+    from training.ship.int8_weights import quantize_weights
+
+    torch.manual_seed(1)
+    original = build_model().eval()
+    with torch.no_grad():  # trained-looking BNs (identical folded biases would be deduplicated)
+        for m in original.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.2, 0.2)
+    offset = [0.1 * i - 0.3 for i in range(8)]
+    path = tmp_path / "float.onnx"
+    export_onnx(exported_graph(original, True, offset), 48, path)
+    stored = tmp_path / "int8.onnx"
+    onnx.save(quantize_weights(onnx.load(str(path)))[0], str(stored))
+    faces = np.random.default_rng(1).normal(size=(32, 1, 48, 48)).astype(np.float32)
+
+    rebuilt = onnx_weights.rebuild(stored, faces)
+    again = tmp_path / "again.onnx"
+    export_onnx(exported_graph(rebuilt, True, offset), 48, again)
+    assert onnx_weights.relative_difference(stored, again, faces[:16]) < 1e-5
+    assert onnx_weights.relative_difference(path, stored, faces[:16]) > 1e-6  # int8 is not float
+
+
+def test_the_shipped_weights_are_rebuilt_once_per_model_file(tmp_path: Path, monkeypatch):
+    """training.fit.shipped: rebuilt into a cache named by the ONNX file's digest, checked, with
+    the card and the file beside; read from there the next time; a clear stop without faces."""
+    import json
+    import shutil
+
+    import pytest
+    from PIL import Image
+
+    from emotion.card import ModelCard
+    from training.fit import shipped
+    from training.fit.export import prior_offset
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setattr(shipped, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(shipped, "FERPLUS_TRAIN", tmp_path / "no-ferplus")
+    model = tmp_path / "models" / "emotion.onnx"
+    model.parent.mkdir()
+    shutil.copyfile(root / "models" / "emotion.json", model.with_suffix(".json"))
+    card = ModelCard.read(model.with_suffix(".json"))
+    adjustment = card.details["logit_adjustment"]
+    offset = prior_offset(adjustment["prior"], adjustment["prior_weight"])
+    torch.manual_seed(2)
+    net = build_model().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.bias.uniform_(-0.2, 0.2)
+    export_onnx(exported_graph(net, True, offset), card.input_size, model)
+    faces = tmp_path / "faces" / "happy"
+    faces.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(faces / f"{i}.png")
+
+    with pytest.raises(SystemExit, match="needs real faces"):
+        shipped.weights(model)
+    weights = shipped.weights(model, faces.parent)
+    assert weights.parent == tmp_path / "cache" / shipped.digest(model)[:16]
+    assert weights.with_suffix(".json").is_file() and weights.with_suffix(".onnx").is_file()
+    report = json.loads((weights.parent / "rebuilt.json").read_text())
+    assert report["relative_diff"] < 1e-3 and report["sha256_onnx"] == shipped.digest(model)
+
+    def no_rebuild(*args):
+        raise AssertionError("rebuilt again")
+
+    monkeypatch.setattr(onnx_weights, "rebuild_file", no_rebuild)
+    assert shipped.weights(model) == weights  # cached: no faces needed any more

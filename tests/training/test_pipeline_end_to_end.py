@@ -20,10 +20,13 @@ from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
 from emotion.preprocess import to_input
 from face_images import drawn_face
-from training import calibrate, evaluate, export, quantize, sweep, train
-from training.data import Face, read_folders
-from training.model import FlipAverage
-from training.pipeline import inference_batch
+from training.data.readers import Face, read_folders
+from training.fit import export, train
+from training.fit.model import FlipAverage
+from training.fit.pipeline import inference_batch
+from training.gpu import sweep
+from training.measure import evaluate
+from training.ship import calibrate, int8_compute
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_training_checkpoints_and_logs_every_epoch(run):
     history = (run / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,valid_loss") and len(history) == 2
     config = json.loads((run / "config.json").read_text())
-    assert config["command"].startswith("python -m training.train ")
+    assert config["command"].startswith("python -m training.fit.train ")
 
 
 def test_resume_of_a_finished_run_trains_nothing(run, data_root):
@@ -150,7 +153,7 @@ def test_export_writes_onnx_with_dynamic_batch_and_a_card(exported):
     card = ModelCard.read(exported.with_suffix(".json"))
     assert card.classes == CLASSES
     assert (card.input_size, card.color_mode, card.resize) == (48, "L", "bilinear")
-    assert card.details["recipe"]["command"].startswith("python -m training.train")
+    assert card.details["recipe"]["command"].startswith("python -m training.fit.train")
     assert "never a basis for decisions" in card.details["not_for"].lower()
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
@@ -247,11 +250,11 @@ def test_quantize_keeps_an_int8_model_only_within_the_accuracy_limit(exported, d
     out = tmp_path / "int8" / "emotion.onnx"
     common = ["--model", str(exported), "--train", str(data_root), "--valid", str(data_root),
               "--out", str(out), "--faces", "32"]  # fmt: skip
-    assert quantize.main([*common, "--max-loss", "1.0"]) == 0
+    assert int8_compute.main([*common, "--max-loss", "1.0"]) == 0
     card = ModelCard.read(out.with_suffix(".json"))
     assert card.details["quantization"]["int8_mb"] < card.details["quantization"]["float_mb"]
     assert card.temperature == card.details["quantization"]["int8_temperature"]
     assert EmotionModel(out).predict([Image.open(next(data_root.rglob("*.png")))]).shape == (1, 8)
 
-    assert quantize.main([*common, "--max-loss", "-1.0"]) == 1  # no model can meet that
+    assert int8_compute.main([*common, "--max-loss", "-1.0"]) == 1  # no model can meet that
     assert not out.exists() and not out.with_suffix(".json").exists()

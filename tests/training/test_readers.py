@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from emotion.card import CLASSES
-from training.data import (
+from training.data.readers import (
     DataError,
     check_images,
     majority_label,

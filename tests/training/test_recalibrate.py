@@ -16,7 +16,7 @@ from PIL import Image
 
 from emotion.card import CLASSES
 from emotion.model import EmotionModel
-from training import data
+from training.data import readers
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "emotion.onnx"
@@ -29,7 +29,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     """The command as `make recalibrate` runs it, in a fresh interpreter that must not load
     PyTorch (a deployment recalibrates with the server's packages)."""
     code = (
-        "import sys, training.recalibrate as r\n"
+        "import sys, training.adapt.recalibrate as r\n"
         "try:\n    r.main(sys.argv[1:])\n"
         "finally:\n    print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
     )
@@ -45,7 +45,7 @@ def folder(tmp_path_factory) -> Path:
     """15 FER+ Valid faces of four classes, read from ../shared at run time, as JPEGs (darker:
     a camera unlike FER's)."""
     root = tmp_path_factory.mktemp("people")
-    faces, labels = data.read_ferplus(VALID)
+    faces, labels = readers.read_ferplus(VALID)
     for name, cls in FOLDERS.items():
         (root / name).mkdir()
         paths = [f.path for f, y in zip(faces, labels, strict=True) if y == CLASSES.index(cls)]

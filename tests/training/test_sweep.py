@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from training import sweep
+from training.gpu import sweep
 
 
 @pytest.mark.parametrize(

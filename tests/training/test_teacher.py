@@ -1,4 +1,4 @@
-"""training.teacher: members' logits kept per FER+ row, the ensemble scored on Valid."""
+"""training.measure.teacher: members' logits kept per FER+ row, the ensemble scored on Valid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from face_images import astronaut_face
-from training import teacher
+from training.measure import teacher
 
 MODEL = teacher.ROOT / "models" / "emotion.onnx"
 

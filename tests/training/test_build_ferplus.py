@@ -1,4 +1,4 @@
-"""training.get_data on generated stand-ins for fer2013.csv and fer2013new.csv."""
+"""training.data.build_ferplus on generated stand-ins for fer2013.csv and fer2013new.csv."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import get_data
-from training.data import DataError, read_ferplus
+from training.data import build_ferplus
+from training.data.readers import DataError, read_ferplus
 
 # (Usage, FER+ name, votes: neutral happiness surprise sadness anger disgust fear contempt
 # unknown NF). Row 3 is a face FER+ dropped (no name, all NF votes).
@@ -50,7 +50,7 @@ def write_downloads(tmp_path: Path, rows=ROWS, fer_usages=None) -> tuple[Path, P
 def test_builds_ferplus_layout_from_the_two_downloads(tmp_path):
     fer, plus, images = write_downloads(tmp_path)
     out = tmp_path / "ferplus"
-    assert get_data.build(fer, plus, out) == {
+    assert build_ferplus.build(fer, plus, out) == {
         "FER2013Train": 3,
         "FER2013Valid": 2,
         "FER2013Test": 1,
@@ -68,7 +68,7 @@ def test_builds_ferplus_layout_from_the_two_downloads(tmp_path):
     # Row i's pixels become the image named on row i of fer2013new.csv.
     written = np.asarray(Image.open(out / "FER2013Train" / "fer0000002.png"))
     assert written.shape == (48, 48) and np.array_equal(written, images[3])
-    # training.data reads it, majority labels included (5-5 tie: left out).
+    # training.data.readers reads it, majority labels included (5-5 tie: left out).
     faces, labels = read_ferplus(out / "FER2013Valid")
     assert [f.path.name for f in faces] == ["fer0000003.png", "fer0000004.png"]
     assert labels[1] is None and labels[0] is not None
@@ -78,19 +78,19 @@ def test_check_accepts_the_built_layout_and_refuses_a_broken_one(tmp_path, capsy
     fer, plus, _ = write_downloads(tmp_path)
     out = tmp_path / "ferplus"
     argv = ["--fer2013", str(fer), "--ferplus", str(plus), "--out", str(out)]
-    assert get_data.main([*argv, "--partial"]) == 0
+    assert build_ferplus.main([*argv, "--partial"]) == 0
     assert "ok:" in capsys.readouterr().out
     # Without --partial the full downloads' counts are required.
-    assert get_data.main(["--check", str(out)]) == 1
+    assert build_ferplus.main(["--check", str(out)]) == 1
     assert "the complete download has 28558" in capsys.readouterr().err
 
     (out / "FER2013Valid" / "fer0000004.png").unlink()
-    assert get_data.main(["--check", str(out), "--partial"]) == 1
+    assert build_ferplus.main(["--check", str(out), "--partial"]) == 1
     assert "fer0000004.png" in capsys.readouterr().err
 
     Image.new("L", (64, 64)).save(out / "FER2013Valid" / "fer0000004.png")
     with pytest.raises(DataError, match="64x64, not 48x48"):
-        get_data.check(out, full=False)
+        build_ferplus.check(out, full=False)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_mismatched_downloads_stop_with_the_file_and_line(tmp_path, change, mess
     (tmp_path / "changed").mkdir()
     _, plus_changed, _ = write_downloads(tmp_path / "changed", change(ROWS))
     with pytest.raises(DataError, match=message):
-        get_data.build(fer, plus_changed, tmp_path / "out")
+        build_ferplus.build(fer, plus_changed, tmp_path / "out")
 
 
 def test_files_not_row_aligned_are_refused(tmp_path):
@@ -115,12 +115,12 @@ def test_files_not_row_aligned_are_refused(tmp_path):
     usages[4] = "Training"  # fer2013.csv says Training where FER+ says PublicTest
     fer, plus, _ = write_downloads(tmp_path, fer_usages=usages)
     with pytest.raises(DataError, match=r"fer2013\.csv:6 is 'Training' .* not row-aligned"):
-        get_data.build(fer, plus, tmp_path / "out")
+        build_ferplus.build(fer, plus, tmp_path / "out")
 
 
-@pytest.mark.parametrize("module", ["training.train", "training.get_data"])
-def test_the_commands_the_readme_names_answer_help(module):
-    """In the venv `make dev` (and `make test`) installs, as the README says."""
+@pytest.mark.parametrize("module", ["training.fit.train", "training.data.build_ferplus"])
+def test_the_commands_the_docs_name_answer_help(module):
+    """In the venv `make dev` (and `make test`) installs, as docs/training.md says."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "function"), str(root)])}
     done = subprocess.run(

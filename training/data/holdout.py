@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion.card import CLASSES
-from training.data import DataError, Face
+from training.data.readers import DataError, Face
 
 GROUP_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:person|group)[-_]([a-z0-9]+)", re.IGNORECASE)
 

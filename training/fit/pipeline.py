@@ -17,8 +17,8 @@ from fastai.vision.all import (
 )
 
 from emotion.card import ModelCard
-from training.augment import LiveCropAugment
-from training.data import Face
+from training.data.augment import LiveCropAugment
+from training.data.readers import Face
 
 
 class FaceImage:

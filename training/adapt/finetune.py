@@ -1,0 +1,391 @@
+"""Fine-tune the shipped model on your own faces (one folder per class) without forgetting.
+
+    python -m training.adapt.finetune --data DIR --out models/mine.onnx [--epochs 4]
+
+Starts from the shipped model's weights (rebuilt from models/emotion.onnx once and cached:
+training.fit.shipped) or --weights (float16, with its card and ONNX file beside), holds out a split
+of DIR (by person when the file names or sub-folders say who is who: training.data.holdout), and
+trains a few one-cycle epochs with the same loss, augmentation and preprocessing as training.
+What keeps the model reading everything else:
+
+- replay: every batch is half your faces, half FER+ training faces with their votes
+  (--replay, default ../shared/data/ferplus/FER2013Train when it is there);
+- distillation: your faces' targets are mixed with the original model's own predictions on
+  them (--distill);
+- without replay, a class your folder lacks is left out of the loss on your faces (they
+  neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
+  (your folder's would silence every class it lacks);
+- the stem, layer1 and layer2 stay frozen, and the learning rate is low.
+
+Writes a new ONNX file, its weights and card to --out (never the shipped model unless
+--overwrite), and prints accuracy and per-class recall before and after on the held-out faces
+of DIR and on FER+ Valid (--check), with a plain warning for every class that lost more than
+5 points there and every class DIR lacks. Folder names outside the eight classes stop it
+with an error naming the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.vision.all import Learner
+
+from emotion.card import CLASSES, ModelCard
+from emotion.model import EmotionModel
+from training.data import holdout, readers
+from training.fit import export, pipeline, shipped
+from training.fit.train import PARTS, BFloat16Autocast, Freeze, seed_everything
+from training.measure import metrics
+from training.measure.evaluate import file_logits, labelled_faces
+
+log = logging.getLogger("training")
+SHIPPED = Path("models/emotion.onnx")
+FERPLUS = Path("../shared/data/ferplus")
+WARN_POINTS = 5.0  # a class that loses more than this on the check set is named
+ABSENT = -20.0  # logit offset that takes a class out of the user's faces' softmax
+
+
+def ferplus_split(name: str) -> Path | None:
+    split = FERPLUS / name
+    return split if (split / "label.csv").is_file() else None
+
+
+def optional_path(value: str) -> Path | None:
+    return None if value.lower() == "none" else Path(value)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="root/<class>/*.jpg")
+    p.add_argument("--out", type=Path, required=True, help="new ONNX file (card and .pth beside)")
+    p.add_argument(
+        "--weights", type=Path, help="default: the shipped model's (training.fit.shipped)"
+    )
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--bs", type=int, default=32)
+    p.add_argument("--holdout", type=float, default=0.2, help="share of DIR held out")
+    p.add_argument(
+        "--replay",
+        type=optional_path,
+        default=ferplus_split("FER2013Train"),
+        help="FER+ training faces mixed into every batch ('none': distillation only)",
+    )
+    p.add_argument("--replay-share", type=float, default=0.5, help="share of each batch")
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=0.5,
+        help="weight of the original model's predictions in your faces' targets (0: off)",
+    )
+    p.add_argument(
+        "--frozen",
+        nargs="*",
+        choices=PARTS,
+        default=["stem", "layer1", "layer2"],
+        help="parts of the ResNet body kept exactly as loaded",
+    )
+    p.add_argument(
+        "--check",
+        type=optional_path,
+        default=ferplus_split("FER2013Valid"),
+        help="faces that measure what the model still reads, before and after ('none': skip)",
+    )
+    p.add_argument("--check-limit", type=int, default=0, help="a seeded subset of --check")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a model")
+    return p.parse_args(argv)
+
+
+def scores(model_path: Path, faces: list[readers.Face], labels: np.ndarray) -> dict:
+    model = EmotionModel(model_path)
+    probs = model.probabilities(file_logits(model, [f.path for f in faces]))
+    matrix = metrics.confusion(probs, labels, len(CLASSES))
+    recall = metrics.recall_per_class(matrix)
+    present = matrix.sum(axis=1) > 0
+    return {
+        "faces": len(faces),
+        "accuracy": round(metrics.accuracy(probs, labels), 4),
+        "mean_recall": round(metrics.mean_recall(matrix), 4),
+        "recall": {
+            c: round(float(r), 4) for c, r, p in zip(CLASSES, recall, present, strict=True) if p
+        },
+        "per_class": {c: int(n) for c, n in zip(CLASSES, matrix.sum(axis=1), strict=True) if n},
+    }
+
+
+def table(title: str, before: dict, after: dict) -> str:
+    lines = [f"{title}: {after['faces']} faces", f"{'':12} {'before':>8} {'after':>8} {'faces':>6}"]
+    for key in ("accuracy", "mean_recall"):
+        lines.append(f"{key:12} {before[key]:8.1%} {after[key]:8.1%}")
+    for name in after["recall"]:
+        lines.append(
+            f"{name:12} {before['recall'][name]:8.1%} {after['recall'][name]:8.1%}"
+            f" {after['per_class'][name]:6d}"
+        )
+    return "\n".join(lines)
+
+
+def warnings(counts: dict[str, int], check: dict | None) -> list[str]:
+    """Plain sentences for what the figures on the user's own faces cannot show."""
+    out = []
+    absent = [c for c in CLASSES if not counts.get(c)]
+    if absent:
+        out.append(
+            f"Your folder has no training faces of {', '.join(absent)}: the new model was not "
+            "taught how you show them, and keeps the original model's reading only as far as "
+            "the check set's figures below say."
+        )
+    if check:
+        for name, was in check["before"]["recall"].items():
+            now = check["after"]["recall"][name]
+            if (was - now) * 100 > WARN_POINTS:
+                faces = check["after"]["per_class"][name]
+                out.append(
+                    f"{name} got worse on {check['data']}: recall {was:.1%} -> {now:.1%} "
+                    f"({(now - was) * 100:+.1f} points, {faces} faces). The new model reads "
+                    f"{name} faces of other people less well than the one it started from."
+                )
+    return out
+
+
+def per_class(faces: list[readers.Face]) -> dict[str, int]:
+    labels = [int(np.argmax(f.votes)) for f in faces]
+    return {c: labels.count(i) for i, c in enumerate(CLASSES) if i in labels}
+
+
+def teacher_probabilities(
+    model: torch.nn.Module, faces: list[readers.Face], card: ModelCard, offset: torch.Tensor
+) -> np.ndarray:
+    """The original model's training-space probabilities on each face (face and mirror)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(faces), 256):
+            x = pipeline.inference_batch(faces[start : start + 256], card)
+            logits = (model(x) + model(torch.flip(x, dims=[3]))) / 2
+            out.append(torch.softmax(logits + offset, dim=1).numpy())
+    return np.concatenate(out)
+
+
+def distilled(faces: list[readers.Face], teacher: np.ndarray, weight: float) -> list[readers.Face]:
+    """Targets (1 - weight) * your label + weight * what the original model read."""
+    mixed = (1 - weight) * np.stack([f.target for f in faces]) + weight * teacher
+    return [readers.Face(f.path, tuple(t.tolist())) for f, t in zip(faces, mixed, strict=True)]
+
+
+def batches(
+    train: list[readers.Face], replay: list[readers.Face], args: argparse.Namespace
+) -> list[readers.Face]:
+    """The whole run's faces in order: every batch holds bs - k of yours and k replay faces
+    (k = bs * replay_share), a fresh draw of replay faces each epoch."""
+    rng = np.random.default_rng(args.seed)
+    k = round(args.bs * args.replay_share) if replay else 0
+    own = args.bs - k
+    n_batches = math.ceil(len(train) / own)
+    order: list[readers.Face] = []
+    for _ in range(args.epochs):
+        mine = rng.permutation(len(train))
+        mine = np.resize(mine, n_batches * own)  # the last batch is topped up from the start
+        need = n_batches * k  # a small replay folder is drawn from again
+        theirs = rng.choice(len(replay), need, replace=need > len(replay)) if k else []
+        for b in range(n_batches):
+            order += [train[i] for i in mine[b * own : (b + 1) * own]]
+            order += [replay[j] for j in theirs[b * k : (b + 1) * k]]
+    return order
+
+
+class ReplayFace(readers.Face):
+    """A FER+ training face mixed into a batch (told apart from the user's by its type)."""
+
+
+class SourcedTarget(pipeline.FaceTarget):
+    """The vote vector plus a 9th column: 1 for the user's own faces, 0 for replayed ones."""
+
+    def __call__(self, i: int) -> torch.Tensor:
+        face = self.faces[i]
+        own = 0.0 if isinstance(face, ReplayFace) else 1.0
+        return torch.cat([torch.from_numpy(face.target), torch.tensor([own])])
+
+
+class SourcedLoss(torch.nn.Module):
+    """The soft cross-entropy on logits + tau * log(FER+ prior), as in training, except that
+    on the user's own faces the `absent` classes are taken out of the softmax: those faces
+    then neither push their logits down nor up. Replayed FER+ faces see every class."""
+
+    def __init__(self, prior: list[float], tau: float, absent: list[bool]):
+        super().__init__()
+        adjusted = tau * torch.log(torch.as_tensor(prior, dtype=torch.float32))
+        self.register_buffer("replay", adjusted)
+        self.register_buffer("own", adjusted + ABSENT * torch.as_tensor(absent).float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        votes, own = target[:, :-1], target[:, -1:]
+        offset = own * self.own + (1 - own) * self.replay
+        return -(votes * torch.log_softmax(logits + offset, dim=1)).sum(dim=1).mean()
+
+
+def fine_tune(
+    args: argparse.Namespace,
+    card: ModelCard,
+    train: list[readers.Face],
+    held: list[readers.Face],
+    replay: list[readers.Face],
+) -> torch.nn.Module:
+    adjustment = card.details.get("logit_adjustment") or {}
+    # FER+'s prior, as the model was trained: the user's folder would give the classes it
+    # lacks a prior near 0, and the exported offset would then never let them win.
+    prior = adjustment.get("prior") or readers.class_prior(replay or train)
+    # Without replay nothing else speaks for a class the folder lacks: take it out of the loss
+    # on the user's faces. With replay, FER+ faces keep it, and the user's faces may teach
+    # that theirs are not it (a dim sad face is Sadness, not Neutral), which is the point.
+    absent = [not replay and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
+    loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent)
+    model = export.load_shipped(args.weights)
+    if args.distill:  # the original's reading, in the space the loss sees the user's faces in
+        teacher = teacher_probabilities(model, train, card, loss.own)
+        train = distilled(train, teacher, args.distill)
+    order = batches(train, [ReplayFace(f.path, f.votes) for f in replay], args)
+    dls = pipeline.dataloaders(
+        order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False,
+        target=SourcedTarget,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        learn = Learner(
+            dls,
+            model,
+            loss_func=loss,
+            path=Path(scratch),
+            cbs=[BFloat16Autocast(), *([Freeze(args.frozen)] if args.frozen else [])],
+        )
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(1, args.lr)  # one pass over `order`: all epochs, one cycle
+    card.details["logit_adjustment"] = {**adjustment, "prior": prior}
+    return learn.model.eval()
+
+
+def read_replay(path: Path | None) -> list[readers.Face]:
+    if path is None:
+        return []
+    faces, _ = readers.read_dataset(path)
+    return faces
+
+
+def check_set(args: argparse.Namespace) -> tuple[list[readers.Face], np.ndarray]:
+    faces, labels = labelled_faces(args.check)
+    if args.check_limit and args.check_limit < len(faces):
+        keep = np.sort(np.random.default_rng(args.seed).permutation(len(faces))[: args.check_limit])
+        faces, labels = [faces[i] for i in keep], labels[keep]
+    return faces, labels
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    if args.out.exists() and not args.overwrite:
+        sys.exit(f"finetune: {args.out} exists; choose another --out or pass --overwrite")
+    if args.out.suffix != ".onnx":
+        sys.exit(f"finetune: --out must name an .onnx file, got {args.out}")
+    torch.set_num_threads(args.threads)
+    try:
+        faces, labels = readers.read_folders(args.data)
+        train_idx, held_idx, split_by = holdout.split(
+            faces, labels, args.data, args.holdout, args.seed
+        )
+        readers.check_images(faces)
+        replay = read_replay(args.replay)
+        check = check_set(args) if args.check else None
+    except readers.DataError as e:
+        sys.exit(f"finetune: {e}")
+    train = [faces[i] for i in train_idx]
+    held = [faces[i] for i in held_idx]
+    held_labels = np.array([labels[i] for i in held_idx])
+    log.info(
+        "faces: %d to train on, %d held out (split by %s); %d replay faces",
+        len(train),
+        len(held),
+        split_by,
+        len(replay),
+    )
+
+    args.weights = args.weights or shipped.weights(SHIPPED, args.replay or args.data)
+    card = ModelCard.read(args.weights.with_suffix(".json"))
+    before_onnx = args.weights.with_suffix(".onnx")
+    before = scores(before_onnx, held, held_labels)
+    check_before = scores(before_onnx, *check) if check else None
+
+    started, cpu_started = time.time(), time.process_time()
+    seed_everything(args.seed)  # random, numpy and torch: the augmentations draw from all three
+    model = fine_tune(args, card, train, held, replay)
+    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    adjustment = card.details["logit_adjustment"]
+    weight = adjustment.get("prior_weight", 0.0)
+    offset = export.prior_offset(adjustment["prior"], weight) if weight else None
+    flip_tta = bool(card.details.get("flip_tta", True))
+    export.export_onnx(export.exported_graph(model, flip_tta, offset), card.input_size, args.out)
+    dropped = ("metrics", "calibration", *export.STORAGE)  # the new file is float
+    details = {k: v for k, v in card.details.items() if k not in dropped}
+    details["weights"] = export.save_weights(model, args.out.with_suffix(".pth"))
+    counts = {"train": per_class(train), "held_out": per_class(held)}
+    details["fine_tuned"] = {
+        "from": f"{card.label} ({args.weights})",
+        "data": str(args.data),
+        "command": "python -m training.adapt.finetune "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.bs,
+        "replay": {"data": str(args.replay), "share": args.replay_share} if replay else None,
+        "distill": args.distill,
+        "frozen": args.frozen,
+        "split": split_by,
+        "faces": counts,
+        "wall_seconds": round(seconds, 1),
+        # CPU time of all threads: with --threads 1, what an otherwise idle core would take
+        "cpu_seconds": round(cpu_seconds, 1),
+        "threads": args.threads,
+    }
+    tuned = dataclasses.replace(card, version=time.strftime("%Y%m%d") + "-ft", details=details)
+    tuned.write(args.out.with_suffix(".json"))
+
+    after = scores(args.out, held, held_labels)
+    checked = None
+    if check:
+        after_check = scores(args.out, *check)
+        checked = {"data": str(args.check), "before": check_before, "after": after_check}
+    notes = warnings(counts["train"], checked)
+    details["fine_tuned"].update(held_out={"before": before, "after": after}, check=checked,
+                                 warnings=notes)  # fmt: skip
+    tuned.write(args.out.with_suffix(".json"))
+
+    print("faces per class (train / held out): " + ", ".join(
+        f"{c} {counts['train'].get(c, 0)}/{counts['held_out'].get(c, 0)}" for c in CLASSES
+    ))  # fmt: skip
+    print(table(f"held out of {args.data} (split by {split_by})", before, after))
+    if checked:
+        print(table(f"other people: {args.check}", check_before, checked["after"]))
+    else:
+        print("No check set (--check none): nothing measures what the model may have forgotten.")
+    for note in notes:
+        print(f"WARNING: {note}")
+    print(json.dumps({"out": str(args.out), "before": before, "after": after, "check": checked,
+                      "warnings": notes, "seconds": round(seconds, 1),
+                      "cpu_seconds": round(cpu_seconds, 1)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

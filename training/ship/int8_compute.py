@@ -1,0 +1,144 @@
+"""Quantize the served model to int8 (ONNX Runtime, static QDQ) and measure what it costs.
+
+    python -m training.ship.int8_compute --model models/emotion.onnx --train DIR --valid DIR \
+        --out models/int8/emotion.onnx [--max-loss 0.005]
+
+Activation ranges come from --faces training faces, preprocessed by the serving code.
+Weights are per-channel with reduce_range (7 bits): on CPUs without VNNI (AVX2 only, like
+this one) ONNX Runtime's u8s8 products can saturate, which cost 7 accuracy points here.
+The int8 model gets its own temperature. Its card is written only when its majority-vote
+accuracy on --valid is within --max-loss of the float model's (the model card's rule for
+halving precision); the comparison, with single-face latency, is printed either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from PIL import Image
+
+from emotion.card import ModelCard
+from emotion.model import EmotionModel
+from emotion.preprocess import to_input
+from training.data import readers
+from training.measure import metrics
+from training.measure.evaluate import file_logits, labelled_faces
+from training.ship import calibrate
+
+log = logging.getLogger("training")
+
+
+class FaceBatches(CalibrationDataReader):
+    """Training faces through the serving preprocessing, 32 at a time."""
+
+    def __init__(self, paths: list[Path], card: ModelCard):
+        self.batches = (
+            {"input": to_input([Image.open(p) for p in paths[i : i + 32]], card)}
+            for i in range(0, len(paths), 32)
+        )
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
+def quantize(
+    model: Path, out: Path, paths: list[Path], card: ModelCard, reduce_range: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model), str(prepared))  # shape inference + graph folding
+        quantize_static(
+            str(prepared),
+            str(out),
+            FaceBatches(paths, card),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+
+
+def single_face_ms(model: EmotionModel, image: Image.Image, repeats: int = 200) -> float:
+    """Median time of one predict([image]), as the service calls it."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict([image])
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1000, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("models/emotion.onnx"))
+    p.add_argument("--train", type=Path, required=True, help="faces for activation ranges")
+    p.add_argument("--valid", type=Path, required=True, help="faces to compare accuracy on")
+    p.add_argument("--out", type=Path, required=True, help="the int8 ONNX file (card beside)")
+    p.add_argument("--faces", type=int, default=512, help="calibration faces, drawn at random")
+    p.add_argument("--max-loss", type=float, default=0.005, help="accuracy, as a fraction")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-reduce-range", action="store_true", help="8-bit weights (VNNI CPUs)")
+    args = p.parse_args(argv)
+
+    served = EmotionModel(args.model)
+    train, _ = readers.read_dataset(args.train)
+    pick = np.random.default_rng(args.seed).permutation(len(train))[: args.faces]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    ranges_from = [train[i].path for i in pick]
+    quantize(args.model, args.out, ranges_from, served.card, not args.no_reduce_range)
+    args.out.with_suffix(".json").write_text(args.model.with_suffix(".json").read_text())
+    int8 = EmotionModel(args.out)
+
+    faces, labels = labelled_faces(args.valid)
+    paths = [f.path for f in faces]
+    float_logits, int8_logits = file_logits(served, paths), file_logits(int8, paths)
+    fitted = calibrate.calibrate(int8_logits, labels)
+    face = Image.open(paths[0])
+    result = {
+        "method": "ONNX Runtime static QDQ, per-channel int8 weights"
+        f"{'' if args.no_reduce_range else ' (reduce_range)'}, uint8 activations, ranges "
+        f"from {len(pick)} training faces",
+        "faces": len(labels),
+        "float_accuracy": round(metrics.accuracy(float_logits, labels), 4),
+        "int8_accuracy": round(metrics.accuracy(int8_logits, labels), 4),
+        "top1_agreement": round(float((float_logits.argmax(1) == int8_logits.argmax(1)).mean()), 4),
+        "int8_temperature": fitted["temperature"],
+        "int8_ece_15_bins": fitted["ece_15_bins_after"],
+        "float_ms_single_face": single_face_ms(served, face),
+        "int8_ms_single_face": single_face_ms(int8, face),
+        "float_mb": round(args.model.stat().st_size / 1e6, 1),
+        "int8_mb": round(args.out.stat().st_size / 1e6, 1),
+    }
+    print(json.dumps(result, indent=2))
+    loss = result["float_accuracy"] - result["int8_accuracy"]
+    if loss > args.max_loss:
+        log.error("int8 loses %.2f points (limit %.2f): not kept", loss * 100, args.max_loss * 100)
+        args.out.unlink()
+        args.out.with_suffix(".json").unlink()
+        return 1
+    details = {**int8.card.details, "quantization": result}
+    card = dataclasses.replace(int8.card, temperature=fitted["temperature"], details=details)
+    card.write(args.out.with_suffix(".json"))
+    log.info("kept %s (%.1f MB) and its card", args.out, result["int8_mb"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
