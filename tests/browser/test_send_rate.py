@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
+from node_script import run_node
 from playwright.sync_api import expect
 
 from infra.config import PAGE_SEND_RATE
@@ -48,15 +48,7 @@ def test_rate_limiter_in_node():
     for (let t = 0; t <= 2000; t += 100) if (slow.take(t)) times.push(t);
     console.log(JSON.stringify({ cap: MAX_REQUESTS_PER_SECOND, sent, times }));
     """
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    out = run_node(script, timeout=30)
     assert out["cap"] == PAGE_SEND_RATE  # the number the stack is sized from
     assert out["sent"] == 10 * PAGE_SEND_RATE + 1  # 10 s at the cap, plus the first at t=0
     assert out["times"] == [0, 500, 1000, 1500, 2000]

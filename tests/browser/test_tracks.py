@@ -4,11 +4,7 @@ server's check), stops being one, and which face is the main one. The page tests
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from node_script import run_node
 
 SCRIPT = """
 import { readCheck, Track, Tracks, TRACKING } from './site/js/tracks.js';
@@ -80,15 +76,7 @@ console.log(JSON.stringify(out));
 
 
 def test_tracks_verify_drop_and_choose_the_main_face():
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    out = run_node(SCRIPT, timeout=30)
     assert out["dueAfterOne"] is False and out["dueAfterTwo"] is True
     assert out["firstMiss"] is False and out["shownAfterMiss"] is False
     assert out["rejected"] is True and out["mainWhenOnlyRejected"] is None

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from node_script import run_node
 from starlette.testclient import TestClient
 
 from emotion import recalibration
@@ -21,18 +21,6 @@ from face_images import astronaut_face, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "emotion.onnx"
-
-
-def node(script: str) -> dict:
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def shifted_samples(seed: int, per_class: int, classes=range(8)) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +51,7 @@ const b = fitPersonal({json.dumps(as_samples(probs2, labels2))});
 const applied = applyPersonal(a, {json.dumps(as_samples(probs[:1], labels[:1])[0]["predictions"])});
 console.log(JSON.stringify({{ a, b, applied, FIT, FOLDS, SCALES }}));
 """
-    out = node(script)
+    out = run_node(script)
     assert out["FIT"] == {
         "penalty": recalibration.PENALTY,
         "bound": recalibration.BOUND,
@@ -132,7 +120,7 @@ def test_the_page_shrinks_as_the_server_does():
 import {{ fitPersonal }} from './site/js/personal.js';
 console.log(JSON.stringify(fitPersonal({json.dumps(as_samples(noise, labels))})));
 """
-    out = node(script)
+    out = run_node(script)
     bias, reason = recalibration.fit(noise, labels)
     assert out["scale"] == recalibration.shrinkage(noise, labels) < 1
     np.testing.assert_allclose([out["bias"][c] for c in CLASSES], bias, atol=2e-6)
@@ -152,7 +140,7 @@ const perfect = fitPersonal([
 ]);
 console.log(JSON.stringify({ single, perfect }));
 """
-    out = node(script)
+    out = run_node(script)
     assert out["single"]["identity"] is True and "two expressions" in out["single"]["reason"]
     assert out["perfect"]["frames"]["after"] >= out["perfect"]["frames"]["before"] == 1
 
@@ -180,7 +168,7 @@ const P = {{ Anger: 0.3, Disgust: 0.1, Surprise: 0.1, Sadness: 0.1, Happiness: 0
 try {{ {call}; console.log(JSON.stringify({{ threw: false }})); }}
 catch (e) {{ console.log(JSON.stringify({{ threw: e instanceof Error, message: e.message }})); }}
 """
-    out = node(script)
+    out = run_node(script)
     assert out["threw"] is True
     assert message in out["message"]
 
