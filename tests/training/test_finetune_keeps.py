@@ -62,6 +62,37 @@ def test_every_batch_mixes_replay_faces_in():
     assert len(alone) == 2 * 2 * 8 and all(str(f.path).startswith("mine") for f in alone)
 
 
+def test_balanced_replay_draws_the_rare_classes_more_and_the_loss_knows_it():
+    from types import SimpleNamespace
+
+    import torch
+
+    common, rare = CLASSES.index("Happiness"), CLASSES.index("Fear")
+    prior = [0.01] * len(CLASSES)
+    prior[common], prior[rare] = 0.9, 0.03
+    replay = [face(f"fer/{i}", common) for i in range(90)] + [
+        face(f"fer/r{i}", rare) for i in range(3)
+    ]
+    weights = finetune.replay_weights(replay, prior, 1.0)
+    drawn = finetune.drawn_prior(replay, weights)
+    assert drawn[common] == pytest.approx(0.5, abs=1e-3) == drawn[rare]  # alike
+    args = SimpleNamespace(bs=8, replay_share=0.5, epochs=50, seed=0)
+    order = finetune.batches([face("mine/0", common)], replay, args, weights)
+    fer = [f for f in order if str(f.path).startswith("fer")]
+    assert 0.4 < sum(str(f.path).startswith("fer/r") for f in fer) / len(fer) < 0.6
+    assert finetune.drawn_prior(replay, finetune.replay_weights(replay, prior, 0.0))[rare] == (
+        pytest.approx(3 / 93, abs=1e-3)
+    )  # 0: as the folder has them
+    # The replayed faces' offset is the drawn prior's: a network whose own logits say "as
+    # likely as the training prior says" gets no push from a face drawn as often as that.
+    loss = finetune.SourcedLoss(prior, 1.0, [False] * len(CLASSES), drawn)
+    assert torch.allclose(loss.replay, torch.log(torch.tensor(drawn, dtype=torch.float32)))
+    plain = finetune.SourcedLoss(prior, 0.0, [False] * len(CLASSES), drawn)
+    expected = np.log(drawn) - np.log(prior)  # tau 0: only the draw's departure from FER+'s
+    assert torch.allclose(plain.replay, torch.tensor(expected, dtype=torch.float32), atol=1e-5)
+    assert torch.isfinite(plain.replay).all()  # classes never drawn: floored, not -inf
+
+
 def test_distilled_targets_keep_the_label_first_and_the_original_reading_beside_it():
     teacher = np.full((1, len(CLASSES)), 0.0)
     teacher[0, CLASSES.index("Neutral")] = 1.0

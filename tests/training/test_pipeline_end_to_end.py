@@ -258,3 +258,21 @@ def test_quantize_keeps_an_int8_model_only_within_the_accuracy_limit(exported, d
 
     assert int8_compute.main([*common, "--max-loss", "-1.0"]) == 1  # no model can meet that
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_a_student_trains_exports_and_serves_through_the_same_steps(data_root, tmp_path):
+    """--arch: a timm student under fastai's head goes through training, export and ONNX
+    Runtime as the ResNet34 does; its card names it, so later steps rebuild the same net."""
+    run, out = tmp_path / "student", tmp_path / "student.onnx"
+    train.main(["--train", str(data_root), "--run", str(run), "--epochs", "1", "--bs", "16",
+                "--size", "48", "--valid-pct", "0.25", "--threads", "1", "--arch", "resnet10t"])  # fmt: skip
+    export.main(["--run", str(run), "--out", str(out), "--no-flip-tta"])
+    card = ModelCard.read(out.with_suffix(".json"))
+    assert card.name == "emotion-resnet10t" and card.details["arch"] == "resnet10t"
+    net = export.load_shipped(out.with_suffix(".pth"))  # the arch read from the card beside
+    assert sum(p.numel() for p in net.parameters()) < 6_000_000  # a quarter of the ResNet34
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        reference = net(x).numpy()
+    (logits,) = ort.InferenceSession(str(out)).run(None, {"input": x.numpy()})
+    assert np.abs(reference - logits).max() <= 1e-3 * max(1.0, np.abs(reference).max())

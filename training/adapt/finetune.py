@@ -54,6 +54,7 @@ SHIPPED = Path("models/emotion.onnx")
 FERPLUS = Path("../shared/data/ferplus")
 WARN_POINTS = 5.0  # a class that loses more than this on the check set is named
 ABSENT = -20.0  # logit offset that takes a class out of the user's faces' softmax
+REPLAY_BALANCE = 0.0  # measured: 0.5 and 1 kept no class better on the stand-in (README)
 
 
 def ferplus_split(name: str) -> Path | None:
@@ -83,6 +84,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FER+ training faces mixed into every batch ('none': distillation only)",
     )
     p.add_argument("--replay-share", type=float, default=0.5, help="share of each batch")
+    p.add_argument(
+        "--replay-balance",
+        type=float,
+        default=REPLAY_BALANCE,
+        help="draw replay faces with weight prior^-x: 0 as FER+ has them, 1 every class alike\n"
+        "(the rare classes, which a small folder's faces pull most, then keep their FER+ faces)",
+    )
     p.add_argument(
         "--distill",
         type=float,
@@ -186,11 +194,30 @@ def distilled(faces: list[readers.Face], teacher: np.ndarray, weight: float) -> 
     return [readers.Face(f.path, tuple(t.tolist())) for f, t in zip(faces, mixed, strict=True)]
 
 
+def replay_weights(replay: list[readers.Face], prior: list[float], balance: float) -> np.ndarray:
+    """Each replay face's chance of being drawn: its target's mean of prior^-balance."""
+    if not replay:
+        return np.zeros(0)
+    per_class = np.asarray(prior, dtype=np.float64) ** -balance
+    weights = np.stack([f.target for f in replay]) @ per_class
+    return weights / weights.sum()
+
+
+def drawn_prior(replay: list[readers.Face], weights: np.ndarray) -> list[float]:
+    """The class prior of the replay faces as they are drawn (never exactly 0, as
+    readers.class_prior: a class the replay folder lacks must not make the loss infinite)."""
+    drawn = weights @ np.stack([f.target for f in replay]) + 1e-4
+    return (drawn / drawn.sum()).tolist()
+
+
 def batches(
-    train: list[readers.Face], replay: list[readers.Face], args: argparse.Namespace
+    train: list[readers.Face],
+    replay: list[readers.Face],
+    args: argparse.Namespace,
+    weights: np.ndarray | None = None,
 ) -> list[readers.Face]:
     """The whole run's faces in order: every batch holds bs - k of yours and k replay faces
-    (k = bs * replay_share), a fresh draw of replay faces each epoch."""
+    (k = bs * replay_share, drawn with `weights`, uniform by default), fresh each epoch."""
     rng = np.random.default_rng(args.seed)
     k = round(args.bs * args.replay_share) if replay else 0
     own = args.bs - k
@@ -200,7 +227,7 @@ def batches(
         mine = rng.permutation(len(train))
         mine = np.resize(mine, n_batches * own)  # the last batch is topped up from the start
         need = n_batches * k  # a small replay folder is drawn from again
-        theirs = rng.choice(len(replay), need, replace=need > len(replay)) if k else []
+        theirs = rng.choice(len(replay), need, replace=need > len(replay), p=weights) if k else []
         for b in range(n_batches):
             order += [train[i] for i in mine[b * own : (b + 1) * own]]
             order += [replay[j] for j in theirs[b * k : (b + 1) * k]]
@@ -223,12 +250,22 @@ class SourcedTarget(pipeline.FaceTarget):
 class SourcedLoss(torch.nn.Module):
     """The soft cross-entropy on logits + tau * log(FER+ prior), as in training, except that
     on the user's own faces the `absent` classes are taken out of the softmax: those faces
-    then neither push their logits down nor up. Replayed FER+ faces see every class."""
+    then neither push their logits down nor up. Replayed FER+ faces see every class, with
+    the prior they were drawn with (`replay_prior`, when it is not FER+'s): the network's own
+    logits then learn what they learnt in training, however the replay is weighted."""
 
-    def __init__(self, prior: list[float], tau: float, absent: list[bool]):
+    def __init__(
+        self,
+        prior: list[float],
+        tau: float,
+        absent: list[bool],
+        replay_prior: list[float] | None = None,
+    ):
         super().__init__()
-        adjusted = tau * torch.log(torch.as_tensor(prior, dtype=torch.float32))
-        self.register_buffer("replay", adjusted)
+        log_prior = torch.log(torch.as_tensor(prior, dtype=torch.float32))
+        adjusted = tau * log_prior
+        drawn = torch.log(torch.as_tensor(replay_prior or prior, dtype=torch.float32))
+        self.register_buffer("replay", adjusted + drawn - log_prior)
         self.register_buffer("own", adjusted + ABSENT * torch.as_tensor(absent).float())
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -252,12 +289,14 @@ def fine_tune(
     # on the user's faces. With replay, FER+ faces keep it, and the user's faces may teach
     # that theirs are not it (a dim sad face is Sadness, not Neutral), which is the point.
     absent = [not replay and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
-    loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent)
+    weights = replay_weights(replay, prior, args.replay_balance)
+    replay_prior = drawn_prior(replay, weights) if replay else None
+    loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent, replay_prior)
     model = export.load_shipped(args.weights)
     if args.distill:  # the original's reading, in the space the loss sees the user's faces in
         teacher = teacher_probabilities(model, train, card, loss.own)
         train = distilled(train, teacher, args.distill)
-    order = batches(train, [ReplayFace(f.path, f.votes) for f in replay], args)
+    order = batches(train, [ReplayFace(f.path, f.votes) for f in replay], args, weights)
     dls = pipeline.dataloaders(
         order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False,
         target=SourcedTarget,
@@ -349,7 +388,13 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.bs,
-        "replay": {"data": str(args.replay), "share": args.replay_share} if replay else None,
+        "replay": {
+            "data": str(args.replay),
+            "share": args.replay_share,
+            "balance": args.replay_balance,
+        }
+        if replay
+        else None,
         "distill": args.distill,
         "frozen": args.frozen,
         "split": split_by,

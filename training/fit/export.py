@@ -29,7 +29,7 @@ import torch
 
 from emotion.card import ModelCard
 from training.data.augment import CHANCES
-from training.fit.model import FlipAverage, LogitOffset, build_model
+from training.fit.model import SERVER, FlipAverage, LogitOffset, build_model
 
 log = logging.getLogger("training")
 
@@ -74,24 +74,33 @@ INTENDED_USE = {
 }
 
 
+def run_arch(run: Path) -> str:
+    return json.loads((run / "config.json").read_text())["args"].get("arch", SERVER)
+
+
 def load_weights(run: Path, checkpoint: str | None) -> torch.nn.Module:
     if checkpoint:
         state = torch.load(run / "models" / f"{checkpoint}.pth", map_location="cpu")
         state = state.get("model", state)  # fastai saves {"model", "opt"} with_opt
     else:
         state = torch.load(run / "final.pth", map_location="cpu")
-    return model_from_state(state)
+    return model_from_state(state, run_arch(run))
 
 
-def model_from_state(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+def model_from_state(state: dict[str, torch.Tensor], arch: str = SERVER) -> torch.nn.Module:
     """The network in float32 (shipped weights are float16 to halve the file)."""
-    model = build_model()
+    model = build_model(arch)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
 
 
-def load_shipped(weights: Path) -> torch.nn.Module:
-    return model_from_state(torch.load(weights, map_location="cpu", weights_only=True))
+def load_shipped(weights: Path, arch: str | None = None) -> torch.nn.Module:
+    """Float16 weights; `arch`, else their card beside them (when there), names the network."""
+    card = weights.with_suffix(".json")
+    if arch is None:
+        arch = ModelCard.read(card).details.get("arch", SERVER) if card.is_file() else SERVER
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return model_from_state(state, arch)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> dict[str, str | float]:
@@ -132,15 +141,18 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: fl
     timing = run / "timing.json"
     train_seconds = json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
     args = config["args"]
+    arch = args.get("arch", SERVER)
+    body = arch if arch == SERVER else f"timm {arch}"
     details = {
-        "architecture": "fastai vision_learner(resnet34, pretrained=False, n_in=1), from scratch",
+        "arch": arch,
+        "architecture": f"fastai vision_learner({body}, pretrained=False, n_in=1), from scratch",
         "outputs": "logits in the order of classes; probabilities = softmax(logits / temperature)",
         "flip_tta": flip_tta,
         "logit_adjustment": logit_adjustment(config, prior_weight),
         "data": {
             "train": args["train"],
             "valid": args["valid"],
-            "targets": "annotator vote distribution (soft labels), unknown/NF votes removed",
+            "targets": targets(args),
         },
         "recipe": {
             "command": config["command"],
@@ -160,6 +172,18 @@ def run_card(run: Path, checkpoint: str | None, flip_tta: bool, prior_weight: fl
         **INTENDED_USE,
     }
     return ModelCard(**{**base.__dict__, "details": details})
+
+
+def targets(args: dict) -> str:
+    votes = "annotator vote distribution (soft labels), unknown/NF votes removed"
+    if not args.get("teacher"):
+        return votes
+    members = ", ".join(Path(t).name for t in args["teacher"])
+    share = args.get("teacher_weight", 0.5)
+    return (
+        f"distilled: {1 - share:g} x the {votes}, {share:g} x the teacher's probabilities "
+        f"(mean of the members' in {members}, each at its temperature)"
+    )
 
 
 def started_from(args: dict) -> dict:
@@ -254,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         card = run_card(args.run, args.checkpoint, flip_tta, weight)
         weights = args.out.with_suffix(".pth")
         card.details["weights"] = save_weights(load_weights(args.run, args.checkpoint), weights)
-        model = load_shipped(weights)  # the ONNX file is exactly what the weights file holds
+        # the ONNX file is exactly what the weights file holds
+        model = load_shipped(weights, card.details["arch"])
     else:
         model = load_shipped(args.weights)
         card = float_card(ModelCard.read(args.weights.with_suffix(".json")))

@@ -1,21 +1,36 @@
-"""The network and the loss: fastai's ResNet34 for one grayscale channel, soft targets."""
+"""The network and the loss: fastai's ResNet34 (or a smaller student from timm) for one
+grayscale channel, soft targets."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fastai.vision.all import create_vision_model, resnet34
+from fastai.vision.all import create_timm_model, create_vision_model, resnet34
 from torch import nn
 
 from emotion.card import CLASSES
 
+SERVER = "resnet34"
+# The server's network, and students for the device: timm bodies under fastai's head.
+ARCHES = (SERVER, "resnet10t", "mobilenetv3_large_100")
 
-def build_model() -> nn.Module:
-    """What `vision_learner(resnet34, pretrained=False, n_in=1, n_out=8)` builds.
+
+def learner_arch(arch: str = SERVER):
+    """What vision_learner takes: fastai's resnet34 function, or a timm model's name."""
+    if arch not in ARCHES:
+        raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHES)}")
+    return resnet34 if arch == SERVER else arch
+
+
+def build_model(arch: str = SERVER) -> nn.Module:
+    """What `vision_learner(arch, pretrained=False, n_in=1, n_out=8)` builds.
 
     Export rebuilds it with this same call, so the weights load into the same graph.
     """
-    return create_vision_model(resnet34, n_out=len(CLASSES), pretrained=False, n_in=1)
+    body = learner_arch(arch)
+    if arch == SERVER:
+        return create_vision_model(body, n_out=len(CLASSES), pretrained=False, n_in=1)
+    return create_timm_model(body, n_out=len(CLASSES), pretrained=False, n_in=1)[0]
 
 
 class SoftTargetCrossEntropy(nn.Module):

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
-from fastai.vision.all import CSVLogger, Learner, resnet34, vision_learner
+from fastai.vision.all import CSVLogger, Learner, vision_learner
 
 from emotion.card import CLASSES, ModelCard
 from training.data import readers
-from training.fit import pipeline
+from training.fit import distill, pipeline
 from training.fit.export import load_shipped
-from training.fit.model import SoftTargetCrossEntropy, soft_accuracy
+from training.fit.model import ARCHES, SERVER, SoftTargetCrossEntropy, learner_arch, soft_accuracy
 
 log = logging.getLogger("training")
 
@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--valid", type=Path, help="validation faces; default: --valid-pct of train")
     p.add_argument("--valid-pct", type=float, default=0.1)
     p.add_argument("--run", type=Path, required=True, help="folder for checkpoints and logs")
+    p.add_argument(
+        "--arch",
+        choices=ARCHES,
+        default=SERVER,
+        help="the network: the server's ResNet34, or a student for the device (timm)",
+    )
     p.add_argument("--size", type=int, default=64, help="input side in pixels (48-112)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--bs", type=int, default=64)
@@ -98,6 +104,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --init: keep these parts of the ResNet body exactly as loaded (weights and\n"
         "BatchNorm statistics); the committed model files then change only where training did",
     )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="distil: teacher answers (.npz files, or folders of them, e.g.\n"
+        "training/measure/teacher); each Train face's target blends its votes with them",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="with --teacher: the teacher's share of each target (the votes have the rest)",
+    )
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -130,7 +150,7 @@ def load_splits(args: argparse.Namespace) -> tuple[list[readers.Face], list[read
 def training_card(args: argparse.Namespace) -> ModelCard:
     """The preprocessing half of the model card; export adds the rest."""
     return ModelCard(
-        name="emotion-resnet34",
+        name=f"emotion-{args.arch}",
         version=time.strftime("%Y%m%d"),
         classes=CLASSES,
         input_size=args.size,
@@ -139,6 +159,14 @@ def training_card(args: argparse.Namespace) -> ModelCard:
         std=args.std,
         resize="bilinear",
     )
+
+
+def json_value(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    return value
 
 
 def hardware() -> str:
@@ -252,13 +280,21 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("size", "epochs", "bs", "lr", "wd", "mean", "std", "seed", "tau", "defer"):
             setattr(args, key, saved.get(key, 0.0))
         args.live_aug = saved.get("live_aug", 0.0)
+        args.arch = saved.get("arch", SERVER)
         args.frozen = saved.get("frozen", [])
+        args.teacher = [Path(t) for t in saved.get("teacher", [])]
+        args.teacher_weight = saved.get("teacher_weight", 0.0)
     card = training_card(args)
     train, valid = load_splits(args)
     log.info("faces: %d train, %d valid", len(train), len(valid))
 
-    prior = readers.class_prior(train)
+    prior = readers.class_prior(train)  # the votes' prior, before any teacher's blend
     log.info("class prior: %s", dict(zip(CLASSES, np.round(prior, 4).tolist(), strict=True)))
+    if args.teacher:
+        teacher = distill.teacher_probabilities(distill.member_files(args.teacher))
+        train = distill.distilled(train, teacher, args.teacher_weight)
+        log.info("targets: %.2f teacher (%d members), the rest votes", args.teacher_weight,
+                 len(distill.member_files(args.teacher)))  # fmt: skip
     dls = pipeline.dataloaders(
         train,
         valid,
@@ -270,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     learn: Learner = vision_learner(
         dls,
-        resnet34,
+        learner_arch(args.arch),
         pretrained=False,  # no weights can be downloaded here: trained from scratch
         n_in=1,
         n_out=len(CLASSES),
@@ -300,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         command = shlex.join(sys.argv[1:] if argv is None else argv)
         config = {
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "args": {k: json_value(v) for k, v in vars(args).items()},
             "command": f"python -m training.fit.train {command}",
             "hardware": hardware(),
             "prior": prior,
