@@ -260,6 +260,34 @@ def test_quantize_keeps_an_int8_model_only_within_the_accuracy_limit(exported, d
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_quantize_can_keep_the_first_convolution_and_the_last_layer_float(
+    exported, data_root, tmp_path
+):
+    import onnx
+
+    out = tmp_path / "int8" / "ends.onnx"
+    assert int8_compute.main(["--model", str(exported), "--train", str(data_root), "--valid",
+                              str(data_root), "--out", str(out), "--faces", "32", "--max-loss",
+                              "1.0", "--keep-ends-float"]) == 0  # fmt: skip
+    quantization = ModelCard.read(out.with_suffix(".json")).details["quantization"]
+    assert "last layer float" in quantization["method"]
+    assert (
+        set(quantization["int8_recall"]) == set(CLASSES)
+        and 0 <= quantization["int8_mean_recall"] <= 1
+    )
+    graph = onnx.load(str(out)).graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+
+    def weight_is_dequantized(node) -> bool:  # its weight input comes out of a DequantizeLinear
+        source = produced_by.get(node.input[1])
+        return source is not None and source.op_type == "DequantizeLinear"
+
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    products = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert not weight_is_dequantized(convs[0]) and not weight_is_dequantized(products[-1])
+    assert weight_is_dequantized(convs[1])  # the rest is int8
+
+
 def test_a_student_trains_exports_and_serves_through_the_same_steps(data_root, tmp_path):
     """--arch: a timm student under fastai's head goes through training, export and ONNX
     Runtime as the ResNet34 does; its card names it, so later steps rebuild the same net."""
