@@ -120,17 +120,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def scores(model_path: Path, faces: list[readers.Face], labels: np.ndarray) -> dict:
     model = EmotionModel(model_path)
     probs = model.probabilities(file_logits(model, [f.path for f in faces]))
-    matrix = metrics.confusion(probs, labels, len(CLASSES))
-    recall = metrics.recall_per_class(matrix)
-    present = matrix.sum(axis=1) > 0
+    counts = metrics.confusion(probs, labels, len(CLASSES)).sum(axis=1)
     return {
-        "faces": len(faces),
-        "accuracy": round(metrics.accuracy(probs, labels), 4),
-        "mean_recall": round(metrics.mean_recall(matrix), 4),
-        "recall": {
-            c: round(float(r), 4) for c, r, p in zip(CLASSES, recall, present, strict=True) if p
-        },
-        "per_class": {c: int(n) for c, n in zip(CLASSES, matrix.sum(axis=1), strict=True) if n},
+        **metrics.scores(probs, labels, CLASSES),
+        "per_class": {c: int(n) for c, n in zip(CLASSES, counts, strict=True) if n},
     }
 
 

@@ -77,17 +77,7 @@ def held_out_split(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    matrix = metrics.confusion(probs, labels, len(CLASSES))
-    present = matrix.sum(axis=1) > 0
-    recall = metrics.recall_per_class(matrix)
-    return {
-        "faces": len(labels),
-        "accuracy": round(metrics.accuracy(probs, labels), 4),
-        "mean_recall": round(metrics.mean_recall(matrix), 4),
-        "recall": {
-            c: round(float(r), 4) for c, r, p in zip(CLASSES, recall, present, strict=True) if p
-        },
-    }
+    return metrics.scores(probs, labels, CLASSES)
 
 
 def recalibration_block(probs: np.ndarray, labels: np.ndarray, data_dir: Path, seed: int) -> dict:

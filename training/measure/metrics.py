@@ -51,3 +51,19 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(
         sum(r["faces"] * abs(r["accuracy"] - r["confidence"]) for r in table) / len(labels)
     )
+
+
+def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Faces, accuracy, mean per-class recall and the recall of each class that has faces:
+    the before/after block that fine-tuning and recalibration write into their cards."""
+    matrix = confusion(probs, labels, len(classes))
+    present = matrix.sum(axis=1) > 0
+    recall = recall_per_class(matrix)
+    return {
+        "faces": len(labels),
+        "accuracy": round(accuracy(probs, labels), 4),
+        "mean_recall": round(mean_recall(matrix), 4),
+        "recall": {
+            c: round(float(r), 4) for c, r, p in zip(classes, recall, present, strict=True) if p
+        },
+    }
