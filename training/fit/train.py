@@ -291,10 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     prior = readers.class_prior(train)  # the votes' prior, before any teacher's blend
     log.info("class prior: %s", dict(zip(CLASSES, np.round(prior, 4).tolist(), strict=True)))
     if args.teacher:
-        teacher = distill.teacher_probabilities(distill.member_files(args.teacher))
+        members = distill.member_files(args.teacher)
+        teacher = distill.teacher_probabilities(members)
         train = distill.distilled(train, teacher, args.teacher_weight)
         log.info("targets: %.2f teacher (%d members), the rest votes", args.teacher_weight,
-                 len(distill.member_files(args.teacher)))  # fmt: skip
+                 len(members))  # fmt: skip
     dls = pipeline.dataloaders(
         train,
         valid,
