@@ -90,6 +90,32 @@ def test_weight_only_int8_is_small_and_close(float_graph, faces):
     assert np.abs(probs[0] - probs[1]).max() < 0.05
 
 
+def test_kept_layers_are_stored_float16_and_cast_back(float_graph, faces):
+    halved, summary = quantize_weights(float_graph)
+    inits = {t.name: t for t in halved.graph.initializer}
+    casts = [n for n in halved.graph.node if n.op_type == "Cast"]
+    convs = [n for n in halved.graph.node if n.op_type == "Conv"]
+    heads = [n for n in halved.graph.node if n.op_type == "MatMul"]
+    # the first conv's and the head's weights come out of a Cast of a float16 initializer
+    assert {c.output[0] for c in casts} == {convs[0].input[1]} | {n.input[1] for n in heads}
+    assert all(inits[c.input[0]].data_type == onnx.TensorProto.FLOAT16 for c in casts)
+    assert summary["float16_weights"] == sum(numpy_helper.to_array(inits[c.input[0]]).size
+                                             for c in casts)  # fmt: skip
+    wide, _ = quantize_weights(float_graph, kept_dtype="float32")
+    assert not [n for n in wide.graph.node if n.op_type == "Cast"]
+    assert len(wide.SerializeToString()) - len(halved.SerializeToString()) > 1_000_000
+    # folding restores float32 weights within float16's rounding, and the function with them
+    weights = {t.name: numpy_helper.to_array(t) for t in float_graph.graph.initializer}
+    folded = {t.name: numpy_helper.to_array(t) for t in to_float(halved).graph.initializer}
+    for cast in casts:
+        name = cast.output[0]
+        assert folded[name].dtype == np.float32
+        np.testing.assert_allclose(folded[name], weights[name], rtol=2**-11, atol=1e-7)
+    halved_logits, wide_logits = run(halved, faces), run(wide, faces)
+    assert np.abs(halved_logits - wide_logits).max() <= 2e-4 * np.abs(wide_logits).max()
+    assert (halved_logits.argmax(1) == wide_logits.argmax(1)).all()
+
+
 def test_targets_rule():
     float_model = {"accuracy": 0.85, "mean_recall": 0.60}
     assert meets_targets({"accuracy": 0.85 - MAX_ACCURACY_LOSS, "mean_recall": 0.60}, float_model)

@@ -74,8 +74,9 @@ def bn_of(conv: str) -> str:
 
 
 def to_float(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The inverse of training.ship.int8_weights' storage: every weight DequantizeLinear folded
-    into a float initializer, as runtimes do at load (rebuild reads weights from this)."""
+    """The inverse of training.ship.int8_weights' storage: every weight DequantizeLinear (and
+    float16 Cast) folded into a float initializer, as runtimes do at load (rebuild reads
+    weights from this)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -93,6 +94,11 @@ def to_float(model: onnx.ModelProto) -> onnx.ModelProto:
         )
         folded.append((node, numpy_helper.from_array(weight.astype(np.float32), node.output[0])))
         used.update(node.input)
+    for node in graph.node:  # a weight stored float16 (int8_weights' kept layers) -> float32
+        if node.op_type == "Cast" and node.input[0] in inits:
+            weight = inits[node.input[0]].astype(np.float32)
+            folded.append((node, numpy_helper.from_array(weight, node.output[0])))
+            used.add(node.input[0])
     for node, _ in folded:
         graph.node.remove(node)
     rest = [t for t in graph.initializer if t.name not in used]
