@@ -1,7 +1,7 @@
 # Real-time emotion evaluator. Every target installs what it needs, from nothing.
 #   make run     serve the page and the API at http://127.0.0.1:$(PORT)
 #   make test    lint + the whole test suite (what CI runs)
-#   make verify-model  re-measure the shipped model on FER+ Valid against its card (CI too)
+#   make verify-model  re-measure the shipped models on FER+ Valid against their cards (CI too)
 #   make train   train on FER+ (hours on a CPU; resumable), then export, compact, calibrate, evaluate
 #   make synth   CDK synth (no AWS credentials, no Docker);  make deploy  cdk deploy
 #   make bench   latency/throughput/cold start/size against the seed's design
@@ -21,6 +21,10 @@ EPOCHS ?= 24
 # recipes (--tau 1, --defer, --live-aug) scored lower.
 TRAIN_ARGS ?= --tau 0 --live-aug 0
 MODEL ?= models/emotion.onnx
+# The page's on-device classifier: a student distilled from the same teacher (timm resnet10t,
+# weight-only int8, 5.5 MB; training/README.md "A device student, distilled"). The server can
+# serve it too: EMOTION_MODEL=models/emotion-student.onnx.
+DEVICE_MODEL ?= models/emotion-student.onnx
 # The float export (training.fit.export) that `make compact` stores as $(MODEL), weight-only int8.
 FLOAT ?= runs/float/emotion.onnx
 # The shipped model's float16 weights, rebuilt from $(MODEL) once and cached under
@@ -71,10 +75,10 @@ node_modules/.installed: package.json package-lock.json
 
 # --- the page -----------------------------------------------------------------------------
 site: $(SITE_BUILD)/.built
-# The served model (the same file the server runs) and the face detector go in under
-# content-hashed names (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both
-# in js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
-CLASSIFIER := models/emotion.onnx
+# The device's classifier ($(DEVICE_MODEL)) and the face detector go in under content-hashed
+# names (tools/site_model.py); onnxruntime-web (wasm build) from npm runs both in
+# js/classify-worker.js, fetched only in on-device mode. Never from a CDN.
+CLASSIFIER := $(DEVICE_MODEL)
 DETECTOR := models/face-detector.onnx
 ORT_WEB := node_modules/onnxruntime-web/dist
 $(SITE_BUILD)/.built: node_modules/.installed $(shell find site -type f 2>/dev/null) \
@@ -159,18 +163,21 @@ eval: calibrate
 	$(PY) -m training.measure.evaluate --model $(MODEL) --valid $(FERPLUS)/FER2013Valid \
 		$(if $(wildcard $(RUN)/final.pth),--run $(RUN))
 
-# The file git keeps, the server serves and the page runs on-device: the float export stored
-# weight-only int8 (folded to float at load; first conv and head kept float), measured against
-# the float model on FER+ Valid (within 0.3 accuracy points or nothing is written); its card
-# beside it. `make export` first makes $(FLOAT).
+# The file git keeps and the server serves: the float export stored weight-only int8 (folded
+# to float at load; first conv and head kept float16), measured against the float model on FER+
+# Valid (within 0.3 accuracy points or nothing is written); its card beside it. `make export`
+# first makes $(FLOAT). The device's student: make compact FLOAT=<its export>
+# MODEL=$(DEVICE_MODEL) COMPACT_ARGS="--flip-tta drop --float-layers first_conv".
 compact: $(VENV)/.dev
 	@test -f $(FLOAT) || { echo "$(FLOAT) is not here: make export first" >&2; exit 1; }
-	$(PY) -m training.ship.int8_weights --model $(FLOAT) --valid $(FERPLUS)/FER2013Valid --out $(MODEL)
+	$(PY) -m training.ship.int8_weights --model $(FLOAT) --valid $(FERPLUS)/FER2013Valid \
+		--out $(MODEL) $(COMPACT_ARGS)
 
-# Re-measure the shipped model on FER+ Valid against its card and the floors in
-# training/measure/verify.py (CI runs this after `make test`; FER+ must be at $(FERPLUS)).
+# Re-measure the shipped models (the server's and the device's) on FER+ Valid against their
+# cards and the floors in training/measure/verify.py (CI runs this after `make test`; FER+ must
+# be at $(FERPLUS)).
 verify-model: $(VENV)/.dev
-	$(PY) -m training.measure.verify --valid $(FERPLUS)/FER2013Valid $(MODEL)
+	$(PY) -m training.measure.verify --valid $(FERPLUS)/FER2013Valid $(MODEL) $(DEVICE_MODEL)
 
 # An int8-compute copy of the float export, kept only within 0.5 accuracy points (serve it
 # with EMOTION_MODEL).

@@ -1,9 +1,9 @@
 """Put a model into the site build under a content-hashed name, with a manifest.
 
-    python3 tools/site_model.py models/emotion.onnx build/site/models
+    python3 tools/site_model.py models/emotion-student.onnx build/site/models
     python3 tools/site_model.py models/face-detector.onnx build/site/models detector.json
 
-Writes <out>/emotion.<sha8>.onnx (the server's own file, weight-only int8: served with long
+Writes <out>/<stem>.<sha8>.onnx (the model file as git keeps it: served with long
 cache headers, a new model gets a new name) and <out>/compact.json (or the name given), what
 the page's worker reads first: the file to fetch, its size and SHA-256 (checked after
 download), and the card's fields the page needs (the classifier's preprocessing and framing;

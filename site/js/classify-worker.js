@@ -1,9 +1,10 @@
-// On-device analysis: the server's model file and face detector in onnxruntime-web
-// (WebAssembly), off the page's thread. Messages in: {type: 'load', manifest, detector} (the
-// two manifests' URLs), then {id, buffer, width, height} (RGBA pixels) with type 'classify'
-// (one face crop, read as it is), 'check' (a crop that should hold one face: /face's check,
-// then the face framed as the card says, then classified) or 'faces' (a whole photo: what
-// POST /faces does). Out: progress, ready, result, error.
+// On-device analysis: the device's classifier (a student distilled like the server's model)
+// and the face detector in onnxruntime-web (WebAssembly), off the page's thread. Messages in:
+// {type: 'load', manifest, detector} (the two manifests' URLs), then {id, buffer, width,
+// height} (RGBA pixels) with type 'classify' (one face crop, read as it is), 'check' (a crop
+// that should hold one face: /face's check, then the face framed as the card says, then
+// classified) or 'faces' (a whole photo: what POST /faces does). Out: progress, ready,
+// result, error.
 // Both files are fetched once, checked and cached (model-file.js), behind one progress bar.
 
 import * as ort from '../vendor/ort/ort.wasm.min.js';

@@ -37,7 +37,7 @@ function megabytes(bytes) {
   return (bytes / 1e6).toFixed(1);
 }
 
-/** The worker that holds the model (the server's own file). */
+/** The worker that holds the device's classifier (models/compact.json names the file). */
 class DeviceModel {
   constructor(onProgress) {
     this.onProgress = onProgress;

@@ -51,7 +51,7 @@ from tests.browser.test_ondevice import api_requests, choose_device, record
 
 ROOT = Path(__file__).resolve().parents[2]
 DETECTOR_CARD = ROOT / "models" / "face-detector.json"
-CARD = ROOT / "models" / "emotion.json"  # the server's and the page's model
+CARD = ROOT / "models" / "emotion-student.json"  # the page's on-device classifier
 MIN_IOU = 0.9
 MAX_SCORE_DIFF = 0.02
 

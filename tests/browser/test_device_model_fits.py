@@ -1,18 +1,19 @@
 """The manifest the page's worker reads (tools/site_model.py) fits the model it names (the
-server's own file): the input side and channels the worker builds its tensor from are the ONNX input's,
-and there is one output per class. A mismatch fails here in a second, not as an on-device
-model that never becomes ready."""
+device's classifier, a student distilled from the server model's teacher): the input side and
+channels the worker builds its tensor from are the ONNX input's, and there is one output per
+class. A mismatch fails here in a second, not as an on-device model that never becomes ready."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import onnx
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "emotion.onnx"
+MODEL = ROOT / "models" / "emotion-student.onnx"
 
 
 def dims(value) -> list:
@@ -32,5 +33,13 @@ def test_the_manifest_fits_the_model(tmp_path):
     # js/classify-worker.js: a [1, 1, side, side] tensor of toInput(..., manifest)
     assert dims(image)[1:] == [{"L": 1}[manifest["color_mode"]], side, side]
     assert dims(logits)[1:] == [len(manifest["classes"])]
-    # the page publishes the server's file itself, under its content hash
-    assert manifest["file"].startswith("emotion.") and manifest["sha256"][:8] in manifest["file"]
+    # the page publishes the device's file itself, under its content hash
+    assert manifest["file"] == f"{MODEL.stem}.{manifest['sha256'][:8]}.onnx"
+
+
+def test_the_page_builds_with_this_model():
+    """The Makefile's DEVICE_MODEL (what `make site` publishes) is the file tested here."""
+    makefile = (ROOT / "Makefile").read_text()
+    (device,) = re.findall(r"^DEVICE_MODEL \?= (\S+)$", makefile, re.M)
+    assert ROOT / device == MODEL
+    assert re.search(r"^CLASSIFIER := \$\(DEVICE_MODEL\)$", makefile, re.M)

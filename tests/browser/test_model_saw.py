@@ -155,7 +155,7 @@ def test_the_view_is_the_servers_input_pixel_for_pixel(page, console, server):
 
 
 def test_the_view_is_the_device_models_input_pixel_for_pixel(page, console, server):
-    card = ModelCard.read(ROOT / "models" / "emotion.json")
+    card = ModelCard.read(ROOT / "models" / "emotion-student.json")
     page.goto(server)
     page.get_by_label("Analyse on this device").check()
     page.wait_for_function(

@@ -1,4 +1,4 @@
-"""On-device mode: the server's model file in onnxruntime-web, in a worker of real Chromium.
+"""On-device mode: the device's model file in onnxruntime-web, in a worker of real Chromium.
 
 - the page's JavaScript preprocessing is Pillow's, bit for bit (node, many sizes);
 - the browser path and the Python service give the same answers on the same images;
@@ -29,7 +29,7 @@ from emotion.preprocess import to_input
 from emotion.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "emotion.onnx"  # weight-only int8: the server's and the page's
+MODEL = ROOT / "models" / "emotion-student.onnx"  # the page's on-device classifier
 PROBES = 200  # top-1 agreement >= 99.5%: at most one disagreement
 MEASURE_SECONDS = 4.0
 
@@ -339,6 +339,6 @@ def test_page_headers_allow_wasm_and_nothing_inline(server):
     manifest = httpx.get(server + "models/compact.json").json()
     model = httpx.get(server + "models/" + manifest["file"])
     assert model.status_code == 200 and len(model.content) == manifest["bytes"]
-    assert manifest["file"].startswith("emotion.") and manifest["bytes"] <= 25_000_000
+    assert manifest["file"].startswith(f"{MODEL.stem}.") and manifest["bytes"] <= 6_000_000
     for name in ("input_size", "color_mode", "mean", "std", "resize", "temperature", "classes"):
         assert name in manifest

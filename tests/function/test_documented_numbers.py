@@ -252,10 +252,15 @@ def test_the_model_file_sizes_are_the_documented_ones():
     def mb(name: str) -> str:
         return f"{(models / name).stat().st_size / 1e6:.1f}"
 
-    stored, as_float = documented(
-        r"`models/emotion\.onnx` \(([\d.]+) MB; ([\d.]+) MB as float32", ON_DEVICE
-    )
-    # the float32 size is the float export's, which training.ship.int8_weights records in the card
-    float_mb = json.loads((models / "emotion.json").read_text())["compact"]["float_mb"]
-    assert (stored, as_float) == (mb("emotion.onnx"), f"{float_mb:.1f}")
+    for name, pattern in [
+        (
+            "emotion-student",
+            r"`models/emotion-student\.onnx` \(([\d.]+) MB; ([\d.]+) MB as float32",
+        ),
+        ("emotion", r"`models/emotion\.onnx`, ([\d.]+) MB; ([\d.]+) MB as float32"),
+    ]:
+        stored, as_float = documented(pattern, ON_DEVICE)
+        # the float32 size is the float export's, which training.ship.int8_weights records
+        float_mb = json.loads((models / f"{name}.json").read_text())["compact"]["float_mb"]
+        assert (stored, as_float) == (mb(f"{name}.onnx"), f"{float_mb:.1f}"), name
     assert documented(r"MobileNet-0\.25 backbone \(([\d.]+) MB ONNX\)") == mb("face-detector.onnx")

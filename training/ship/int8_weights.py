@@ -39,6 +39,7 @@ from onnx import helper, numpy_helper
 
 from emotion.card import ModelCard
 from emotion.model import EmotionModel
+from training.fit.model import SERVER
 from training.fit.onnx_weights import session
 from training.measure import metrics
 from training.measure.evaluate import file_logits, labelled_faces
@@ -60,6 +61,10 @@ FLOAT_LAYERS = ("first_conv", "head")
 # and the device's models fit models/' 30 MB) and rounds a weight by at most 2^-11 of itself,
 # far under the int8 step of the layers around it; a Cast restores float32 at load.
 KEPT_DTYPES = ("float16", "float32")
+REBUILT_BY = (
+    "python -m training.fit.shipped (training.fit.onnx_weights), cached under "
+    "runs/shipped/<SHA-256 of this file>/"
+)
 
 
 # --- graph surgery ---------------------------------------------------------------------------
@@ -387,11 +392,14 @@ def compact(
             "flip_tta": report["flip_tta"],
             "derived_from": f"{card.label} ({model_path.name}) by training.ship.int8_weights",
             "compact": report,
-            # git keeps no .pth: the weights are rebuilt from this file when a step needs them
+            # git keeps no .pth: the server's ResNet34 weights are rebuilt from this file when a
+            # step needs them; a student's are not (onnx_weights reads ResNet34 graphs only)
             "weights": {
                 "in_git": False,
-                "rebuilt_by": "python -m training.fit.shipped (training.fit.onnx_weights), cached "
-                "under runs/shipped/<SHA-256 of this file>/",
+                "rebuilt_by": REBUILT_BY
+                if card.details.get("arch", SERVER) == SERVER
+                else "retraining: the commands in training/README.md (a student's weights are "
+                "not rebuilt from its ONNX file)",
                 "float_export": card.details.get("weights"),
             },
             "calibration": {"split": str(valid), **fitted},
