@@ -118,6 +118,36 @@ def test_a_class_the_folder_lacks_is_not_pushed_down_by_the_users_faces():
     assert own[anger] < 0 and replayed[anger] < 0  # both raise the labelled class
 
 
+def test_an_absent_class_gets_back_its_share_of_answers_and_only_it():
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(4000, len(CLASSES)))
+    neutral, fear = CLASSES.index("Neutral"), CLASSES.index("Fear")
+    old[:, neutral] += 1.0  # the original names Neutral often
+    new = old.copy()
+    new[:, neutral] -= 2.0  # the fine-tuned one seldom: the folder had none
+    wanted = np.mean(old.argmax(1) == neutral)
+    assert np.mean(new.argmax(1) == neutral) < wanted / 2
+    shift = finetune.absent_class_shift(new, old, [neutral])
+    assert abs(np.mean((new + shift).argmax(1) == neutral) - wanted) < 0.002
+    assert shift[neutral] == pytest.approx(2.0, abs=0.1)
+    assert np.count_nonzero(shift) == 1  # the classes the folder has keep 0
+    both = finetune.absent_class_shift(new, old, [neutral, fear])
+    for c in (neutral, fear):
+        assert abs(np.mean((new + both).argmax(1) == c) - np.mean(old.argmax(1) == c)) < 0.003
+
+
+def test_the_card_offset_is_the_prior_offset_plus_the_class_shift():
+    from training.fit import export
+
+    prior = [0.125] * len(CLASSES)
+    assert export.card_offset({"prior": prior, "prior_weight": 0.0}) is None
+    shift = [0.0] * len(CLASSES)
+    shift[CLASSES.index("Neutral")] = 1.5
+    assert export.card_offset({"prior": prior, "class_shift": shift}) == shift
+    both = export.card_offset({"prior": prior, "prior_weight": 0.5, "class_shift": shift})
+    np.testing.assert_allclose(both, np.array(shift) + 0.5 * np.log(prior))
+
+
 def test_warnings_name_absent_classes_and_lost_points():
     counts = {c: 5 for c in CLASSES if c != "Neutral"}
     before = {"recall": {"Neutral": 0.80, "Anger": 0.70}}
@@ -145,5 +175,8 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     assert check["after"]["per_class"]["Neutral"] > 100  # the subset holds enough Neutral faces
     was, now = check["before"]["recall"]["Neutral"], check["after"]["recall"]["Neutral"]
     assert now >= was - 0.05, (was, now)
+    given_back = card["absent_classes"]["share_of_answers"]["Neutral"]
+    assert abs(given_back["shifted"] - given_back["original"]) < 0.005
+    assert card["absent_classes"]["shift"]["Neutral"] > 0  # fine-tuning had made it rarer
     assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
     assert sum(card["faces"]["train"].values()) + sum(card["faces"]["held_out"].values()) == 56

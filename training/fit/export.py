@@ -116,6 +116,17 @@ def prior_offset(prior: list[float], weight: float) -> list[float]:
     return (weight * np.log(np.asarray(prior, dtype=np.float64))).tolist()
 
 
+def card_offset(adjustment: dict) -> list[float] | None:
+    """The offset on the logits a card's `logit_adjustment` describes: prior_weight x
+    log(prior), plus `class_shift` where a fine-tune set one (training.adapt.finetune: the
+    classes a user's folder lacked); None when there is none."""
+    prior, weight = adjustment.get("prior"), adjustment.get("prior_weight", 0.0)
+    offset = np.asarray(prior_offset(prior, weight)) if prior and weight else 0.0
+    shift = adjustment.get("class_shift")
+    total = offset + np.asarray(shift, dtype=np.float64) if shift else offset
+    return total.tolist() if isinstance(total, np.ndarray) and total.any() else None
+
+
 def exported_graph(model: torch.nn.Module, flip_tta: bool, offset: list[float] | None):
     graph = FlipAverage(model) if flip_tta else model
     return LogitOffset(graph, offset) if offset and any(offset) else graph
@@ -286,13 +297,11 @@ def main(argv: list[str] | None = None) -> None:
         adjustment = dict(card.details.get("logit_adjustment") or {})
         if args.prior_weight is not None:
             adjustment["prior_weight"] = args.prior_weight
-        weight = adjustment.get("prior_weight", 0.0)
         card.details.update(flip_tta=flip_tta, logit_adjustment=adjustment)
         card.details["exported"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if args.weights.resolve() != args.out.with_suffix(".pth").resolve():
             card.details["weights"] = save_weights(model, args.out.with_suffix(".pth"))
-    prior = card.details.get("logit_adjustment", {}).get("prior")
-    offset = prior_offset(prior, weight) if prior and weight else None
+    offset = card_offset(card.details.get("logit_adjustment") or {})
     export_onnx(exported_graph(model, flip_tta, offset), card.input_size, args.out)
     card.details.update(kept)
     card.write(card_path)

@@ -34,10 +34,10 @@ from emotion.card import ModelCard
 from emotion.preprocess import to_input
 from training.data import readers
 from training.fit.export import (
+    card_offset,
     export_onnx,
     exported_graph,
     load_shipped,
-    prior_offset,
     save_weights,
 )
 from training.fit.model import build_model
@@ -181,9 +181,7 @@ def rebuild_file(model_path: Path, faces_dir: Path, out: Path, count: int = 2048
     weights = save_weights(model, out)
     check = out.with_name(out.name + ".check.onnx")
     flip_tta = bool(card.details.get("flip_tta", True))
-    adjustment = card.details.get("logit_adjustment") or {}
-    weight = adjustment.get("prior_weight", 0.0)
-    offset = prior_offset(adjustment["prior"], weight) if weight else None
+    offset = card_offset(card.details.get("logit_adjustment") or {})
     export_onnx(exported_graph(load_shipped(out), flip_tta, offset), card.input_size, check)
     difference = relative_difference(model_path, check, batch[:256])
     check.unlink()

@@ -109,13 +109,11 @@ def fastai_parity(
     `weights` is a shipped float16 state dict (.pth) or a training run folder."""
     import torch
 
-    from training.fit.export import exported_graph, load_shipped, load_weights, prior_offset
+    from training.fit.export import card_offset, exported_graph, load_shipped, load_weights
     from training.fit.pipeline import inference_batch
 
     net = load_weights(weights, None) if weights.is_dir() else load_shipped(weights)
-    adjustment = model.card.details.get("logit_adjustment") or {}
-    weight = adjustment.get("prior_weight", 0.0)
-    offset = prior_offset(adjustment["prior"], weight) if weight else None
+    offset = card_offset(model.card.details.get("logit_adjustment") or {})
     net = exported_graph(net, bool(model.card.details.get("flip_tta")), offset)
     probs_fastai = []
     with torch.no_grad():
