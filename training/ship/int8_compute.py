@@ -5,9 +5,9 @@
 
 Activation ranges come from --faces training faces, preprocessed by the serving code.
 Weights are per-channel with reduce_range (7 bits): on CPUs without VNNI (AVX2 only) ONNX
-Runtime's u8s8 products can saturate, which cost 7 accuracy points on such a machine; this
-project's 2-core AMD EPYC has VNNI (avx512_vnni, `python -m bench.machine`), where
---no-reduce-range is safe.
+Runtime's u8s8 products can saturate, which cost 7 accuracy points on such a machine; the
+2-core machines this project is measured on (AMD EPYC, Intel Xeon) have VNNI (avx512_vnni:
+`python -m bench.machine` says), where --no-reduce-range is safe.
 The int8 model gets its own temperature. Its card is written only when its majority-vote
 accuracy on --valid is within --max-loss of the float model's (the model card's rule for
 halving precision); the comparison, with single-face latency, is printed either way.
