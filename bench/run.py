@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from face_images import astronaut_face, data_url, encode  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-MODEL = ROOT / "models" / "emotion.onnx"
+# The model the server serves: EMOTION_MODEL, as for `make run` (the served ResNet34 by default;
+# EMOTION_MODEL=models/emotion-student.onnx measures the device's student on the server).
+MODEL = Path(os.environ.get("EMOTION_MODEL") or ROOT / "models" / "emotion.onnx")
 SITE = ROOT / "build" / "site"
 BROWSER_METRICS = ROOT / "artifacts" / "browser-metrics.json"
 ONDEVICE_METRICS = ROOT / "artifacts" / "ondevice.json"  # tests/browser/test_ondevice.py
@@ -203,7 +205,13 @@ def run(plan: Plan, quick: bool, log_dir: Path) -> dict:
     results: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "mode": "quick" if quick else "full",
-        "command": "python -m bench.run" + (" --quick" if quick else ""),
+        "command": (
+            "EMOTION_MODEL=" + os.environ["EMOTION_MODEL"] + " "
+            if "EMOTION_MODEL" in os.environ
+            else ""
+        )
+        + "python -m bench.run"
+        + (" --quick" if quick else ""),
         "machine": machine(),
         "plan": asdict(plan),
         "payload": {"describe": describe, "bytes": len(body)},
@@ -216,7 +224,7 @@ def run(plan: Plan, quick: bool, log_dir: Path) -> dict:
     designs: dict[str, dict] = {
         "ours": {
             "describe": "`function/emotion` as `make run` serves it: Starlette + ONNX Runtime, "
-            "ResNet34 at 64x64 grayscale with mirror TTA in the graph, one uvicorn worker",
+            f"{served_model()}, one uvicorn worker",
             "size": ours_size,
         },
         "seed": {
@@ -248,6 +256,14 @@ def run(plan: Plan, quick: bool, log_dir: Path) -> dict:
 
 def step(what: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
+def served_model() -> str:
+    """'emotion-resnet34 (emotion.onnx) at 64x64 L, mirror TTA in the graph', from its card."""
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    passes = "mirror TTA in the graph" if card.get("flip_tta") else "one pass a face"
+    side = card["input_size"]
+    return f"{card['name']} ({MODEL.name}) at {side}x{side} {card['color_mode']}, {passes}"
 
 
 def main(argv: list[str] | None = None) -> None:

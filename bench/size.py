@@ -127,7 +127,7 @@ def ours(model: Path, cache: Path, allow_pip: bool) -> dict:
         "deps_bytes": deps,
         "model_bytes": model_bytes,
         "code_bytes": code,
-        "method": method + " + models/emotion.onnx + .json + function/emotion",
+        "method": method + f" + models/{model.name} + .json + function/emotion",
         "record_check_bytes": record_bytes(requirement_names())["all"] + model_bytes + code,
     }
 
