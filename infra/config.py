@@ -65,6 +65,10 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 
 ARCHITECTURES = ("arm64", "x86_64")
+# The classifier the function serves (EMOTION_MODEL, relative to the image's task root, where
+# function/Dockerfile copies both): the ResNet34, or the device's smaller student (about 2.5x
+# faster a /face call; figures in docs/benchmarks.md).
+MODEL_FILES = {"resnet34": "models/emotion.onnx", "student": "models/emotion-student.onnx"}
 REMOVAL_POLICIES = ("retain", "destroy")
 PRICE_CLASSES = ("100", "200", "All")
 
@@ -181,6 +185,7 @@ class Config:
     alarm_email: str | None = None  # also send alarms here (SNS e-mail subscription)
     removal_policy: str = "retain"  # retain: the bucket and logs outlive the stack
     price_class: str = "100"  # CloudFront edge locations: 100 (cheapest), 200, All
+    model: str = "resnet34"  # the served classifier: resnet34 or student (MODEL_FILES)
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any] | Callable[[str], Any]) -> Config:
@@ -235,6 +240,7 @@ CONTEXT_KEYS = {
     "alarm_email": "alarmEmail",
     "removal_policy": "removalPolicy",
     "price_class": "priceClass",
+    "model": "model",
 }
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
@@ -254,4 +260,5 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "alarm_email": _email,
     "removal_policy": _choice("removalPolicy", REMOVAL_POLICIES),
     "price_class": _choice("priceClass", PRICE_CLASSES),
+    "model": _choice("model", tuple(MODEL_FILES)),
 }

@@ -25,7 +25,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.backend import API_PATHS, Backend
-from infra.config import OAC_SUFFIX, Config
+from infra.config import MODEL_FILES, OAC_SUFFIX, Config
 from infra.frontend import SITE_DIR, Frontend, require_site
 from infra.headers import HEADERS_FILE
 from infra.monitoring import METRICS_NAMESPACE, SERVICE, Monitoring
@@ -77,6 +77,7 @@ class EmotionStack(Stack):
             config=config,
             environment={
                 "EMOTION_ORIGIN_SECRET": self.protection.secret_value,
+                "EMOTION_MODEL": MODEL_FILES[config.model],
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },

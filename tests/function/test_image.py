@@ -5,11 +5,14 @@ standard library on the import path (as the Lambda runtime does)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from lambda_events import http_api_event
@@ -74,14 +77,15 @@ print(json.dumps({"result": result, "heavy": heavy, "path": sys.path}))
 """
 
 
-def invoke(task_root: Path, event: dict) -> dict:
+def invoke(task_root: Path, event: dict, env: dict[str, str] | None = None) -> dict:
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", INVOKE, str(task_root)],
         input=json.dumps(event),
         capture_output=True,
         text=True,
-        cwd=task_root,
+        cwd=task_root,  # Lambda's working directory is the task root too
         timeout=120,
+        env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -108,6 +112,24 @@ def test_handler_answers_from_the_task_root_alone(task_root):
     assert out["heavy"] == []
     site_packages = [p for p in out["path"] if "site-packages" in p]
     assert site_packages == [], "only the task root and the standard library may be importable"
+
+
+def test_every_model_the_stack_can_choose_is_in_the_image_and_answers(task_root):
+    """`cdk deploy -c model=...` sets EMOTION_MODEL to a path relative to the task root: each
+    must be copied (and not dropped by .dockerignore) and serve /face from there."""
+    from infra.config import MODEL_FILES
+
+    copied = {s for sources, _ in copy_instructions() for s in sources}
+    allowed = set(re.findall(r"^!(\S+)$", (ROOT / ".dockerignore").read_text(), re.M))
+    form = urlencode({"imgBase64": data_url(encode(astronaut_face()))})
+    event = http_api_event("POST", "/face", form, "application/x-www-form-urlencoded")
+    for choice, model in MODEL_FILES.items():
+        card = model.removesuffix(".onnx") + ".json"
+        assert {model, card} <= copied & allowed, choice
+        out = invoke(task_root, event, {"EMOTION_MODEL": model})
+        assert out["result"]["statusCode"] == 200, (choice, out["result"])
+        name = json.loads((ROOT / card).read_text())["name"]
+        assert json.loads(out["result"]["body"])["model"].startswith(name), choice
 
 
 def test_task_root_has_no_training_stack(task_root):

@@ -32,6 +32,7 @@ def test_defaults():
     assert config.per_client_limit == PAGES_PER_CLIENT * PAGE_SEND_RATE * 60
     assert config.alarm_email is None
     assert config.removal_policy == "retain"
+    assert config.model == "resnet34"  # the student serves only when asked (-c model=student)
 
 
 def test_every_field_has_a_context_key_and_parser():
@@ -70,6 +71,7 @@ def test_cli_strings_and_json_values_both_parse():
         ("perClientLimit", "5", "10..2000000000"),
         ("concurrentViewers", "0", "1..1000"),
         ("alarmEmail", "not-an-address", "e-mail address"),
+        ("model", "vgg13", "resnet34, student"),
     ],
 )
 def test_bad_values_are_refused_with_the_knob_named(key, value, message):

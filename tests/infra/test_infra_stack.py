@@ -26,6 +26,7 @@ DEV = {
     "throttleBurstLimit": "7",
     "timeoutSeconds": "12",
     "priceClass": "All",
+    "model": "student",
 }
 
 
@@ -78,6 +79,7 @@ def test_function_is_a_container_image_with_defaults(default):
     assert "Handler" not in props and "Runtime" not in props  # the Dockerfile's CMD decides
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert template["Resources"][log_group]["Properties"]["RetentionInDays"] == 14
+    assert props["Environment"]["Variables"]["EMOTION_MODEL"] == "models/emotion.onnx"
 
 
 def test_function_knobs_follow_context(dev):
@@ -87,6 +89,7 @@ def test_function_knobs_follow_context(dev):
     assert props["MemorySize"] == 3008
     assert props["Timeout"] == 12
     assert props["ReservedConcurrentExecutions"] == 5  # reservedConcurrency=5
+    assert props["Environment"]["Variables"]["EMOTION_MODEL"] == "models/emotion-student.onnx"
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert template["Resources"][log_group]["Properties"]["RetentionInDays"] == 7
 
