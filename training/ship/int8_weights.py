@@ -424,9 +424,10 @@ def _int8_tensors(model: onnx.ModelProto) -> dict[str, bytes]:
 def restore(path: Path, valid: Path, kept_dtype: str) -> int:
     """Store a shipped int8 file's kept-float layers as `kept_dtype`, in place: its int8 weights
     are passed through untouched (quantize_weights leaves non-float32 tensors alone), so only
-    the float layers' rounding changes. Both files are measured on DIR; the card's figures
-    become the new file's, and nothing is written unless the top class of every face agrees
-    and accuracy and mean recall are unchanged to the card's 4 decimals."""
+    the float layers' rounding changes. Both files are measured on DIR, and nothing is written
+    unless the top class of every face agrees and accuracy, mean recall and every class's
+    recall are unchanged to 4 decimals: the card's metrics then still hold, and only its
+    `compact` block (size, storage, a `restored` record) changes."""
     card = ModelCard.read(path.with_suffix(".json"))
     report = dict(card.details["compact"])
     layers = tuple(report["float_layers"])
