@@ -191,8 +191,11 @@ export class CalibrationPanel {
       // scale < 1: frames held out of the fit showed the whole adjustment would overreach.
       const strength = c.scale < 1 ? ` Applied at ${Math.round(100 * c.scale)}% strength, as `
         + 'frames held out of the fit suggested.' : '';
+      // class-map: the expressions the model confuses are told apart by the rest of the answer.
+      const how = c.kind === 'class-map' ? ' Your expressions are told apart by the whole of '
+        + 'each answer, not only by which expression the model names.' : '';
       this.say(`Done (${took}). On your own frames the model now names ${after}% of your `
-        + `expressions right (before: ${before}%).${strength}`);
+        + `expressions right (before: ${before}%).${strength}${how}`);
     }
   }
 

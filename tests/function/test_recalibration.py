@@ -34,6 +34,18 @@ def shifted_samples(seed: int, per_class: int, classes=range(8)) -> tuple[np.nda
     return np.round(probs, 6), labels
 
 
+def one_look_person(seed: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """A person the model reads as Neutral whatever they do, but each expression with its own
+    mix of the other classes (the same face every time, a little noise per frame): no bias per
+    class can tell their expressions apart, the rest of each answer can."""
+    face = np.random.default_rng(11).normal(0, 1.5, (8, 8))
+    face[:, CLASSES.index("Neutral")] += 4.0
+    labels = np.repeat(np.arange(8), per_class)
+    logits = face[labels] + np.random.default_rng(seed).normal(0, 0.3, (len(labels), 8))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return np.round(probs, 6), labels
+
+
 def as_samples(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
     return [
         {"predictions": dict(zip(CLASSES, map(float, p), strict=True)), "label": CLASSES[y]}
@@ -44,51 +56,98 @@ def as_samples(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
 def test_the_page_and_the_server_fit_the_same_adjustment():
     probs, labels = shifted_samples(1, 6)
     probs2, labels2 = shifted_samples(2, 4, classes=(0, 4, 5, 7))  # four classes only
+    probs3, labels3 = one_look_person(1, 3)
+    probs3 /= probs3.sum(axis=1, keepdims=True)
+    sets = [(probs, labels), (probs2, labels2), (probs3, labels3)]
     script = f"""
-import {{ fitPersonal, applyPersonal, FIT, FOLDS, SCALES }} from './site/js/personal.js';
-const a = fitPersonal({json.dumps(as_samples(probs, labels))});
-const b = fitPersonal({json.dumps(as_samples(probs2, labels2))});
-const applied = applyPersonal(a, {json.dumps(as_samples(probs[:1], labels[:1])[0]["predictions"])});
-console.log(JSON.stringify({{ a, b, applied, FIT, FOLDS, SCALES }}));
+import {{ fitPersonal, applyPersonal, FIT, FOLDS, SCALES, LOG_RANGE }} from './site/js/personal.js';
+const fitted = {json.dumps([as_samples(p, y) for p, y in sets])}.map((s) => fitPersonal(s));
+const one = {json.dumps(as_samples(probs3[:1], labels3[:1])[0]["predictions"])};
+const applied = fitted.map((c) => applyPersonal(c, one));
+console.log(JSON.stringify({{ fitted, applied, FIT, FOLDS, SCALES, LOG_RANGE }}));
 """
     out = run_node(script)
     assert out["FIT"] == {
         "penalty": recalibration.PENALTY,
+        "mapPenalty": recalibration.MAP_PENALTY,
         "bound": recalibration.BOUND,
         "steps": recalibration.STEPS,
         "tolerance": recalibration.TOLERANCE,
         "floor": recalibration.FLOOR,
+        "perClass": recalibration.PER_CLASS,
     }
     assert out["FOLDS"] == recalibration.FOLDS
     assert tuple(out["SCALES"]) == recalibration.SCALES
-    for fitted, (p, y) in ((out["a"], (probs, labels)), (out["b"], (probs2, labels2))):
-        bias, reason = recalibration.fit(p, y)
+    assert out["LOG_RANGE"] == pytest.approx(recalibration.LOG_RANGE, abs=1e-12)
+    kinds = []
+    for fitted, applied, (p, y) in zip(out["fitted"], out["applied"], sets, strict=True):
+        adjustment, reason = recalibration.fit(p, y)
         assert reason is None and fitted["reason"] is None
+        assert fitted["kind"] == adjustment.kind
+        kinds.append(adjustment.kind)
         js = np.array([fitted["bias"][c] for c in CLASSES])
-        np.testing.assert_allclose(js, bias, atol=2e-6)
-        assert fitted["scale"] == recalibration.shrinkage(p, y)
+        np.testing.assert_allclose(js, adjustment.bias, atol=2e-6)
+        if adjustment.kind == "class-map":
+            rows = np.array([[fitted["map"][r][c] for c in CLASSES] for r in CLASSES])
+            np.testing.assert_allclose(rows, adjustment.mapping, atol=2e-6)
+        assert fitted["scale"] == recalibration.choose(p, y)[1]
         assert fitted["counts"] == {c: int((y == i).sum()) for i, c in enumerate(CLASSES)}
+        got = np.array([applied[c] for c in CLASSES])
+        np.testing.assert_allclose(got, adjustment.apply(probs3[:1])[0], atol=1e-5)
+        assert abs(got.sum() - 1) < 1e-9
+    assert kinds == ["class-bias", "class-bias", "class-map"]
     # Classes without frames keep 0; the labelled ones are shifted away from Neutral.
-    b = out["b"]["bias"]
+    b = out["fitted"][1]["bias"]
     assert b["Disgust"] == b["Surprise"] == b["Sadness"] == b["Contempt"] == 0
     assert b["Neutral"] < 0 < b["Anger"]
-    applied = np.array([out["applied"][c] for c in CLASSES])
-    expected = recalibration.adjust(probs[:1], np.array([out["a"]["bias"][c] for c in CLASSES]))
-    np.testing.assert_allclose(applied, expected[0], atol=1e-9)
-    assert abs(applied.sum() - 1) < 1e-9
+
+
+def test_the_map_tells_apart_what_one_bias_per_class_cannot():
+    probs, labels = one_look_person(1, 3)  # three frames of each expression calibrate
+    later, later_labels = one_look_person(2, 40)  # the same person's later frames
+    before = np.mean(later.argmax(1) == later_labels)
+    adjustment, reason = recalibration.fit(probs, labels)
+    assert reason is None and adjustment.kind == "class-map"
+    bias_only, _ = recalibration.fit(probs, labels, allow_map=False)
+    after = np.mean(adjustment.apply(later).argmax(1) == later_labels)
+    assert before < 0.2 and after > before + 0.4
+    assert after > np.mean(bias_only.apply(later).argmax(1) == later_labels) + 0.3
+    assert np.abs(adjustment.mapping).max() <= recalibration.BOUND
+
+
+def test_the_page_fits_on_ten_evenly_spaced_frames_of_each_expression():
+    probs, labels = one_look_person(3, 25)
+    probs /= probs.sum(axis=1, keepdims=True)
+    kept = recalibration.thinned(labels, recalibration.PER_CLASS)
+    assert np.bincount(labels[kept]).tolist() == [10] * 8
+    assert kept[:10].tolist() == [0, 3, 5, 8, 11, 13, 16, 19, 21, 24]  # first, last, between
+    script = f"""
+import {{ fitPersonal }} from './site/js/personal.js';
+const all = fitPersonal({json.dumps(as_samples(probs, labels))});
+const ten = fitPersonal({json.dumps(as_samples(probs[kept], labels[kept]))});
+console.log(JSON.stringify({{ all, ten }}));
+"""
+    out = run_node(script)
+    assert out["all"]["bias"] == out["ten"]["bias"] and out["all"].get("map") == out["ten"].get(
+        "map"
+    )
+    assert out["all"]["counts"]["Anger"] == 25  # what was given, not what was kept
+    # A deployment's folder is of many people: make recalibrate fits every face.
+    full, _ = recalibration.fit(probs, labels, per_class=None)
+    assert not np.allclose(full.mapping, recalibration.fit(probs, labels)[0].mapping)
 
 
 def test_the_fit_undoes_a_shift_on_new_faces_and_never_hurts_its_own():
     probs, labels = shifted_samples(3, 3)
-    bias, reason = recalibration.fit(probs, labels)
+    adjustment, reason = recalibration.fit(probs, labels)
     assert reason is None
     new_probs, new_labels = shifted_samples(4, 50)
     before = (new_probs.argmax(1) == new_labels).mean()
-    after = (recalibration.adjust(new_probs, bias).argmax(1) == new_labels).mean()
-    assert after > before + 0.1  # three frames each: cross-validation keeps half of the bias
+    after = (adjustment.apply(new_probs).argmax(1) == new_labels).mean()
+    assert after > before + 0.1
     own_before = recalibration.mean_recall(probs, labels)
-    assert recalibration.mean_recall(recalibration.adjust(probs, bias), labels) >= own_before
-    assert np.abs(bias).max() <= recalibration.BOUND
+    assert recalibration.mean_recall(adjustment.apply(probs), labels) >= own_before
+    assert np.abs(adjustment.bias).max() <= recalibration.BOUND
 
 
 def test_held_out_frames_decide_how_much_of_the_bias_is_applied():
@@ -97,15 +156,13 @@ def test_held_out_frames_decide_how_much_of_the_bias_is_applied():
     rng = np.random.default_rng(5)
     labels = np.repeat(np.arange(8), 3)
     noise = rng.dirichlet(np.ones(8), len(labels))
-    assert recalibration.shrinkage(noise, labels) < 1
-    bias, reason = recalibration.fit(noise, labels)
+    assert recalibration.choose(noise, labels)[1] < 1
+    adjustment, reason = recalibration.fit(noise, labels)
     assert reason == "held-out faces were named no better with it"
-    np.testing.assert_allclose(
-        bias, recalibration.shrinkage(noise, labels) * recalibration.fit_bias(noise, labels)
-    )
-    # A real shift toward Neutral cross-validates: with five frames each, the whole bias.
+    assert adjustment.kind == "class-bias" and not adjustment.bias.any()
+    # A real shift toward Neutral cross-validates: with five frames each, the whole of it.
     probs, shifted = shifted_samples(3, 5)
-    assert recalibration.shrinkage(probs, shifted) == 1
+    assert recalibration.choose(probs, shifted)[1] == 1
     # The folds: the j-th frame of every class in fold j % FOLDS.
     fold = recalibration.folds(np.array([0, 1, 0, 1, 0, 0, 0, 0, 2]))
     assert fold.tolist() == [0, 0, 1, 1, 2, 3, 4, 0, 0]
@@ -121,9 +178,9 @@ import {{ fitPersonal }} from './site/js/personal.js';
 console.log(JSON.stringify(fitPersonal({json.dumps(as_samples(noise, labels))})));
 """
     out = run_node(script)
-    bias, reason = recalibration.fit(noise, labels)
-    assert out["scale"] == recalibration.shrinkage(noise, labels) < 1
-    np.testing.assert_allclose([out["bias"][c] for c in CLASSES], bias, atol=2e-6)
+    adjustment, reason = recalibration.fit(noise, labels)
+    assert out["scale"] == recalibration.choose(noise, labels)[1] < 1
+    np.testing.assert_allclose([out["bias"][c] for c in CLASSES], adjustment.bias, atol=2e-6)
     assert (out["reason"] is None) == (reason is None)
 
 
@@ -158,6 +215,15 @@ console.log(JSON.stringify({ single, perfect }));
         ("applyPersonal({ kind: 'class-bias', bias: { Joy: 1 } }, P)", 'unknown class "Joy"'),
         ("applyPersonal({ kind: 'class-bias', bias: { Anger: 99 } }, P)", "within"),
         ("applyPersonal({ bias: {} }, P)", "Not a calibration"),
+        ("applyPersonal({ kind: 'class-map', bias: {} }, P)", "no map values"),
+        (
+            "applyPersonal({ kind: 'class-map', bias: {}, map: { Joy: {} } }, P)",
+            'unknown class "Joy"',
+        ),
+        (
+            "applyPersonal({ kind: 'class-map', bias: {}, map: { Fear: { Anger: 9 } } }, P)",
+            "map Fear",
+        ),
     ],
 )
 def test_bad_input_throws_a_clear_error(call, message):
@@ -206,6 +272,35 @@ def test_a_card_with_a_bad_recalibration_stops_the_server(tmp_path, settings, de
     shutil.copyfile(MODEL, tmp_path / "emotion.onnx")
     card = json.loads(MODEL.with_suffix(".json").read_text())
     card["recalibration"] = {"id": "x", "bias": {"Joy": 1.0}}
+    (tmp_path / "emotion.json").write_text(json.dumps(card))
+    from dataclasses import replace
+
+    with pytest.raises(SystemExit, match="Joy"):
+        create_app(replace(settings, model_path=tmp_path / "emotion.onnx"), None, detector)
+
+
+def test_the_server_applies_a_cards_map(tmp_path, settings, model, detector):
+    shutil.copyfile(MODEL, tmp_path / "emotion.onnx")
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    # The less the face looks like Contempt and Fear (u near -1), the more Neutral it is read.
+    block = {"bias": {"Neutral": 1.0}, "map": {"Neutral": {"Contempt": -3.0, "Fear": -2.0}}}
+    card["recalibration"] = {"id": "recal-map", "kind": "class-map", **block}
+    (tmp_path / "emotion.json").write_text(json.dumps(card))
+    png = encode(astronaut_face().resize((96, 96)))
+    mapped = TestClient(create_app(settings, EmotionModel(tmp_path / "emotion.onnx"), detector))
+    answer = mapped.post("/face", content=png, headers={"Content-Type": "image/png"}).json()
+    plain = TestClient(create_app(settings, model, detector))
+    raw = plain.post("/face", content=png, headers={"Content-Type": "image/png"}).json()
+    p = np.array([raw["predictions"][c] for c in CLASSES])
+    bias = np.array([1.0 if c == "Neutral" else 0.0 for c in CLASSES])
+    mapping = np.zeros((8, 8))
+    mapping[CLASSES.index("Neutral"), CLASSES.index("Contempt")] = -3.0
+    mapping[CLASSES.index("Neutral"), CLASSES.index("Fear")] = -2.0
+    expected = recalibration.adjust(p, bias, mapping)
+    got = np.array([answer["predictions"][c] for c in CLASSES])
+    np.testing.assert_allclose(got, expected, atol=5e-5)
+    assert got[CLASSES.index("Neutral")] > p[CLASSES.index("Neutral")] + 0.05
+    card["recalibration"]["map"] = {"Joy": {"Fear": 1.0}}
     (tmp_path / "emotion.json").write_text(json.dumps(card))
     from dataclasses import replace
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from emotion.card import CLASSES
 from emotion.model import EmotionModel
+from emotion.recalibration import adjust
 from training.data import readers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,9 +75,14 @@ def test_recalibrate_writes_a_card_the_server_applies(folder, tmp_path):
     plain = EmotionModel(MODEL)
     assert served.card.label == f"{plain.card.label}+{block['id']}"
     face = Image.open(next((folder / "angry").iterdir())).convert("L")
+    assert block["kind"] in ("class-bias", "class-map") and ("map" in block) == (
+        block["kind"] == "class-map"
+    )
     bias = np.array([block["bias"][c] for c in CLASSES])
-    expected = plain.predict([face]) * np.exp(bias)
-    np.testing.assert_allclose(served.predict([face]), expected / expected.sum(), atol=1e-9)
+    rows = block.get("map", {})
+    mapping = np.array([[rows.get(r, {}).get(c, 0.0) for c in CLASSES] for r in CLASSES])
+    expected = adjust(plain.predict([face]), bias, mapping)
+    np.testing.assert_allclose(served.predict([face]), expected, atol=1e-9)
 
     # Never over an existing model unless asked.
     again = run("--data", str(folder), "--out", str(out))

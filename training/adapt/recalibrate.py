@@ -32,7 +32,7 @@ from emotion.detect import FaceDetector
 from emotion.errors import ClientError
 from emotion.framing import Framing, refine_crop
 from emotion.model import EmotionModel
-from emotion.recalibration import BOUND, PENALTY, adjust, fit
+from emotion.recalibration import BOUND, MAP_PENALTY, PENALTY, fit
 from emotion.settings import Settings
 from training.data import readers
 from training.measure import metrics
@@ -82,27 +82,36 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 def recalibration_block(probs: np.ndarray, labels: np.ndarray, data_dir: Path, seed: int) -> dict:
     held = held_out_split(labels, seed)
-    block: dict = {"kind": "class-bias", "penalty": PENALTY, "bound": BOUND}
+    block: dict = {"penalty": PENALTY, "map_penalty": MAP_PENALTY, "bound": BOUND}
     if held.any() and (~held).any():
-        bias, _ = fit(probs[~held], labels[~held])
+        fitted, _ = fit(probs[~held], labels[~held], per_class=None)  # every face of a folder
         block["held_out"] = {
             "split": f"{HELD_OUT:.0%} of each class, seeded ({seed}), fitted on the rest",
+            "kind": fitted.kind,
             "before": scores(probs[held], labels[held]),
-            "after": scores(adjust(probs[held], bias), labels[held]),
+            "after": scores(fitted.apply(probs[held]), labels[held]),
         }
-    bias, fallback = fit(probs, labels)
-    values = {c: round(float(b), 6) for c, b in zip(CLASSES, bias, strict=True)}
+    fitted, fallback = fit(probs, labels, per_class=None)
+    values = {"bias": _by_class(fitted.bias)}
+    if fitted.kind == "class-map":
+        values["map"] = {c: _by_class(row) for c, row in zip(CLASSES, fitted.mapping, strict=True)}
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
     return {
         "id": f"recal-{digest}",
+        "kind": fitted.kind,
         **block,
-        "bias": values,
+        **values,
         "counts": {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)},
         "fallback": fallback,
         "data": data_dir.name,
         "fitted": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rule": "probabilities = normalise(softmax(logits / temperature) * exp(bias))",
+        "rule": "probabilities = normalise(p * exp(bias + map · log(max(p, 1e-6)) / 13.8155)), "
+        "p = softmax(logits / temperature); no map: zeros",
     }
+
+
+def _by_class(values: np.ndarray) -> dict:
+    return {c: round(float(v), 6) for c, v in zip(CLASSES, values, strict=True)}
 
 
 def write(model_path: Path, out: Path, block: dict, overwrite: bool) -> Path:
