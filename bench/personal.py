@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FERPLUS = ROOT.parent / "shared" / "data" / "ferplus"
 KS = (1, 3, 10)
 DRAWS = 20  # draws of the calibration frames per person: its gain is their mean
-MAP_PENALTIES = (0.0003, 0.001, 0.003, 0.01)
+MAP_PENALTIES = (0.0001, 0.0003, 0.001, 0.003)
 NEUTRAL = CLASSES.index("Neutral")
 
 # --intensity posed: how far toward Neutral each expression is, as posed to a camera. Set so

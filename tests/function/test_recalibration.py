@@ -75,6 +75,7 @@ console.log(JSON.stringify({{ fitted, applied, FIT, FOLDS, SCALES, LOG_RANGE }})
         "tolerance": recalibration.TOLERANCE,
         "floor": recalibration.FLOOR,
         "perClass": recalibration.PER_CLASS,
+        "mapMargin": recalibration.MAP_MARGIN,
     }
     assert out["FOLDS"] == recalibration.FOLDS
     assert tuple(out["SCALES"]) == recalibration.SCALES
