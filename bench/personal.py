@@ -33,7 +33,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from emotion.card import CLASSES
 from emotion.model import EmotionModel
-from emotion.recalibration import MAP_PENALTY, fit
+from emotion.recalibration import MAP_MARGIN, MAP_PENALTY, fit
 from training.data import readers
 from training.measure import metrics
 
@@ -300,6 +300,12 @@ def main(argv: list[str] | None = None) -> None:
         "bias: one bias per class only (the page before the map)",
     )
     p.add_argument(
+        "--map-margin",
+        type=int,
+        default=MAP_MARGIN,
+        help="held-out frames the map must name right beyond the bias to be taken (1: any win)",
+    )
+    p.add_argument(
         "--sweep", action="store_true", help="also choose the map penalty on half the people"
     )
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
@@ -314,12 +320,16 @@ def main(argv: list[str] | None = None) -> None:
         "draws": DRAWS,
         "kinds": "class-bias or class-map, chosen per fit" if allow_map else "class-bias only",
         "map_penalty_shipped": MAP_PENALTY,
+        "map_margin": args.map_margin,
     }
     if allow_map and args.sweep:
         sweep = {}
         for lam in MAP_PENALTIES:
             sweep[lam] = [
-                summary(simulate(h, 3, args.seed, map_penalty=lam))["gain_points"] for h in halves
+                summary(simulate(h, 3, args.seed, map_penalty=lam, map_margin=args.map_margin))[
+                    "gain_points"
+                ]
+                for h in halves
             ]
             print(f"map penalty {lam}: k=3 gain on each half {sweep[lam]}", flush=True)
         # Chosen on one half, reported on the other (both ways).
@@ -329,7 +339,9 @@ def main(argv: list[str] | None = None) -> None:
             crossed.append({"map_penalty": best, "gain_points": sweep[best][report_on]})
         report["cross_fitted_k3"] = crossed
     for k in KS:
-        report[f"k={k}"] = summary(simulate(people, k, args.seed, allow_map=allow_map))
+        report[f"k={k}"] = summary(
+            simulate(people, k, args.seed, allow_map=allow_map, map_margin=args.map_margin)
+        )
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

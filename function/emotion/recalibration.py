@@ -201,7 +201,11 @@ def held_out_hits(
 
 
 def choose(
-    probabilities: np.ndarray, labels: np.ndarray, allow_map: bool = True, **settings
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    allow_map: bool = True,
+    map_margin: int = MAP_MARGIN,
+    **settings,
 ) -> tuple[bool, float]:
     """(with the map?, the share) that cross-validates best; the whole bias when there is
     nothing to hold out."""
@@ -209,7 +213,7 @@ def choose(
         return False, 1.0
     by_bias = held_out_hits(probabilities, labels, False, **settings)
     by_map = held_out_hits(probabilities, labels, True, **settings) if allow_map else by_bias
-    if by_map.max() >= by_bias.max() + MAP_MARGIN:
+    if by_map.max() >= by_bias.max() + map_margin:
         return True, SCALES[int(np.argmax(by_map))]
     return False, SCALES[int(np.argmax(by_bias))]  # argmax takes the first: the smaller
 
@@ -234,6 +238,7 @@ def fit(
     labels: np.ndarray,
     per_class: int | None = PER_CLASS,
     allow_map: bool = True,
+    map_margin: int = MAP_MARGIN,
     **settings,
 ) -> tuple[Adjustment, str | None]:
     """The adjustment, or the identity (with the reason) when it names no more held-out faces
@@ -243,7 +248,7 @@ def fit(
     identity = Adjustment.identity(probabilities.shape[1])
     if len(np.unique(labels)) < 2:
         return identity, "it needs faces of two expressions or more"
-    with_map, share = choose(probabilities, labels, allow_map, **settings)
+    with_map, share = choose(probabilities, labels, allow_map, map_margin, **settings)
     if share == 0:
         return identity, "held-out faces were named no better with it"
     fitted = fit_adjustment(probabilities, labels, with_map, **settings).scaled(share)
