@@ -45,7 +45,6 @@ FOLDS = 5
 PER_CLASS = 10  # frames of each expression that enter the page's fit (None: all)
 SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 LOG_RANGE = float(-np.log(FLOOR))  # u = log p / LOG_RANGE lies in [-1, 0]
-KINDS = ("class-bias", "class-map")
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,9 @@ class Adjustment:
         return Adjustment(share * self.bias, share * self.mapping)
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        return adjust(probabilities, self.bias, self.mapping)
+        # A bias alone needs no log-probabilities (the server applies it to every answer).
+        mapping = self.mapping if self.kind == "class-map" else None
+        return adjust(probabilities, self.bias, mapping)
 
 
 @dataclass(frozen=True)

@@ -303,7 +303,7 @@ export function fitPersonal(samples, options = {}) {
     // Frames given per expression (at most perClass of each entered the fit).
     counts: Object.fromEntries(CLASSES.map((name, c) => [name, given.filter((r) => r.label === c).length])),
     frames: { before: round(before, 4), after: round(after, 4) },
-    identity: adjustment === IDENTITY || (adjustment.bias.every((b) => b === 0) && !map),
+    identity: !map && adjustment.bias.every((b) => b === 0),
     scale,
     reason,
     penalty: settings.penalty,
