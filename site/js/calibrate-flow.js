@@ -102,6 +102,7 @@ export class CalibrationPanel {
       return;
     }
     this.running = true;
+    this.calibration.warmUp(); // while the person poses: the fit at the end then runs compiled
     this.closePicker();
     this.els.flow.hidden = false;
     this.els.start.disabled = true;
@@ -206,6 +207,7 @@ export class CalibrationPanel {
       this.say('No face was read in the last second; keep your face in view and try again.', true);
       return;
     }
+    this.calibration.warmUp(); // while the person picks
     this.els.picker.hidden = false;
     this.els.pickerChoices.querySelector('button').focus();
   }

@@ -3,7 +3,9 @@
 // never sent. The live view hands every raw answer for the main face to `observe` and shows
 // `apply(...)` of it.
 
-import { applyPersonal, checkCalibration, fitPersonal, probabilityVector } from './personal.js';
+import {
+  applyPersonal, checkCalibration, fitPersonal, probabilityVector, warmUpFit,
+} from './personal.js';
 
 const STORE_KEY = 'emotion.personal.v1';
 export const FILE_FORMAT = 'emotion-evaluator-calibration';
@@ -18,6 +20,7 @@ export class Calibration {
     this.recent = []; // [{at, predictions}] of the main face, raw
     this.listeners = new Set();
     this.collector = null; // the guided flow's capture, while it runs
+    this.warmed = false; // warmUp ran
     this.load();
   }
 
@@ -62,6 +65,13 @@ export class Calibration {
   /** "That's not right": these answers were really `label`. */
   correct(label, predictionsList) {
     return this.refit([...this.samples, ...predictionsList.map((predictions) => ({ predictions, label }))]);
+  }
+
+  /** Has the browser compile the fit (once a page), off the click that asked for it. */
+  warmUp() {
+    if (this.warmed) return;
+    this.warmed = true;
+    setTimeout(() => warmUpFit(), 0);
   }
 
   refit(samples) {

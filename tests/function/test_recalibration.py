@@ -138,6 +138,26 @@ console.log(JSON.stringify({{ all, ten }}));
     assert not np.allclose(full.mapping, recalibration.fit(probs, labels)[0].mapping)
 
 
+def test_warming_up_the_fit_changes_no_calibration():
+    """The page fits made-up frames while the person poses (so the browser has compiled the fit
+    before their own); the person's calibration must come out as without it, and the warm-up
+    must exercise both kinds' descent."""
+    probs, labels = one_look_person(5, 4)
+    probs /= probs.sum(axis=1, keepdims=True)
+    samples = json.dumps(as_samples(probs, labels))
+    script = f"""
+import {{ fitPersonal, warmUpFit }} from './site/js/personal.js';
+const cold = fitPersonal({samples});
+const kind = warmUpFit();
+const warmed = fitPersonal({samples});
+console.log(JSON.stringify({{ cold, kind, warmed }}));
+"""
+    out = run_node(script)
+    assert out["warmed"] == out["cold"]
+    assert out["cold"]["kind"] == "class-map"
+    assert out["kind"] in ("class-bias", "class-map")
+
+
 def test_the_fit_undoes_a_shift_on_new_faces_and_never_hurts_its_own():
     probs, labels = shifted_samples(3, 3)
     adjustment, reason = recalibration.fit(probs, labels)
