@@ -212,7 +212,7 @@ def test_face_says_which_region_the_classifier_saw(client, model):
     crop = page_crop()
     body = client.post("/face", content=encode(crop), headers={"content-type": "image/png"}).json()
     r = body["face"]["region"]
-    assert r["width"] == r["height"] < crop.width  # re-framed: the card frames a square
+    assert r["width"] < crop.width and r["height"] < crop.height  # re-framed by the card
     box = body["face"]["box"]
     assert r["x"] <= box["x"] and r["x"] + r["width"] >= box["x"] + box["width"]
     seen = crop_region(crop, (r["x"], r["y"], r["x"] + r["width"], r["y"] + r["height"]))

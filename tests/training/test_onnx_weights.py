@@ -128,3 +128,44 @@ def test_the_shipped_weights_are_rebuilt_once_per_model_file(tmp_path: Path, mon
 
     monkeypatch.setattr(onnx_weights, "rebuild_file", no_rebuild)
     assert shipped.weights(model) == weights  # cached: no faces needed any more
+
+
+def test_a_static_int8_export_rebuilds_the_network_its_weights_are(tmp_path: Path):
+    """A file that computes in int8 (training.ship.int8_compute: every activation quantized too,
+    and the ReLUs its quantizer folds into uint8 ranges that start at 0) rebuilds into the
+    float network of its int8 weights: what make finetune and make export start from."""
+    from PIL import Image
+
+    from emotion.card import CLASSES, ModelCard
+    from training.ship.int8_compute import quantize
+
+    torch.manual_seed(2)
+    original = build_model().eval()
+    with torch.no_grad():
+        for m in original.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.2, 0.2)
+    offset = [0.1 * i - 0.3 for i in range(8)]
+    path = tmp_path / "float.onnx"
+    export_onnx(exported_graph(original, True, offset), 48, path)
+    rng = np.random.default_rng(2)
+    images = []
+    for i in range(32):
+        images.append(tmp_path / f"face{i}.png")
+        Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(images[-1])
+    card = ModelCard("t", "1", CLASSES, 48, "L", 0.5, 0.25, "bilinear")
+    stored = tmp_path / "int8.onnx"
+    quantize(path, stored, images, card, reduce_range=True)
+    graph = onnx.load(str(stored)).graph
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 36  # activations too
+    assert not any(n.op_type == "Relu" for n in graph.node)  # folded into the uint8 ranges
+    faces = rng.normal(size=(32, 1, 48, 48)).astype(np.float32)
+
+    rebuilt = onnx_weights.rebuild(stored, faces)
+    again = tmp_path / "again.onnx"
+    export_onnx(exported_graph(rebuilt, True, offset), 48, again)
+    # float32 rounding of re-folded BNs over 7-bit weights; the shipped check allows 1e-3
+    assert onnx_weights.relative_difference(stored, again, faces[:16]) < 2e-4
+    assert onnx_weights.relative_difference(path, stored, faces[:16]) < 0.05  # 7-bit weights

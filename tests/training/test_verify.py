@@ -157,9 +157,10 @@ def test_the_floors_fail_a_model_that_matches_its_card(measured_model, faces, mo
 
 
 def test_the_floors_table_is_issue_15s_targets():
-    # The shipped model (and the all-int8 copy it replaced) meets them: a regression fails CI.
+    # The shipped models meet them: a regression fails CI. Issue 15's, the accuracy floor
+    # raised from 83.5% to 84% with the 2026-12-06 ResNet34 (85.71%: kept within 2 points).
     assert verify.FLOORS == {
-        "accuracy": (">=", 0.835),
+        "accuracy": (">=", 0.84),
         "mean_recall": (">=", 0.72),
         "recall": (">=", 0.35),
         "ece_15_bins": ("<=", 0.05),

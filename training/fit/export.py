@@ -247,9 +247,9 @@ def carried_over(card_path: Path) -> dict:
 
 
 CARRIED = ("framing", "licence", "sources")
-# What a card says about its file's int8 storage (training.ship.int8_weights): not true of a
-# float export from the same weights.
-STORAGE = ("compact", "derived_from")
+# What a card says about its file's int8 storage (training.ship.int8_weights) or compute
+# (training.ship.int8_compute): not true of a float export from the same weights.
+STORAGE = ("compact", "quantization", "derived_from")
 
 
 def float_card(card: ModelCard) -> ModelCard:

@@ -59,7 +59,9 @@ def module_of(conv_node: str) -> str:
 
 
 def unwrapped(name: str) -> str:
-    """An initializer's name without the export wrappers' "model." prefixes."""
+    """An initializer's name without the export wrappers' "model." prefixes (nor the suffix
+    static int8's quantizer gives a weight it dequantizes)."""
+    name = name.removesuffix("_DequantizeLinear_Output")
     while name.startswith("model."):
         name = name.removeprefix("model.")
     return name
@@ -73,12 +75,52 @@ def bn_of(conv: str) -> str:
     return f"{prefix}.{int(index) + 1}"  # stem 0.0 -> 0.1; downsample.0 -> downsample.1
 
 
+def without_activation_qdq(graph: onnx.GraphProto) -> None:
+    """Static int8 (training.ship.int8_compute) also quantizes every activation: a
+    QuantizeLinear -> DequantizeLinear pair on each, and its quantizer drops a ReLU whose
+    output is quantized to uint8 from 0 (the clamp at 0 does its work). Each pair becomes that
+    ReLU where its range starts at 0, else goes: the graph then computes in float on its
+    (still int8-stored) weights, the network the weights are."""
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    renamed: dict[str, str] = {}
+    for node in list(graph.node):
+        if node.op_type != "DequantizeLinear" or node.input[0] in inits:
+            continue
+        quantize = producer.get(node.input[0])
+        if quantize is None or quantize.op_type != "QuantizeLinear":
+            continue
+        zero = inits.get(quantize.input[2]) if len(quantize.input) > 2 else None
+        clamps = (
+            zero is not None
+            and zero.data_type == onnx.TensorProto.UINT8
+            and not np.any(numpy_helper.to_array(zero))
+        )
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        if clamps or node.output[0] in outputs:  # a graph output keeps its name
+            op = "Relu" if clamps else "Identity"
+            graph.node.insert(at, onnx.helper.make_node(op, [quantize.input[0]], node.output))
+        else:
+            renamed[node.output[0]] = quantize.input[0]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    unread = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.output[0] not in used]
+    for node in unread:
+        graph.node.remove(node)
+
+
 def to_float(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The inverse of training.ship.int8_weights' storage: every weight DequantizeLinear (and
-    float16 Cast) folded into a float initializer, as runtimes do at load (rebuild reads
-    weights from this)."""
+    """The inverse of training.ship.int8_weights' storage (and int8_compute's): every weight
+    DequantizeLinear (and float16 Cast) folded into a float initializer, as runtimes do at
+    load, and static int8's activation quantization taken out (rebuild reads weights from
+    this)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
+    without_activation_qdq(graph)
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     folded, used = [], set()
     for node in graph.node:
@@ -87,8 +129,9 @@ def to_float(model: onnx.ModelProto) -> onnx.ModelProto:
         q, scale = inits[node.input[0]], inits[node.input[1]]
         zero = inits[node.input[2]] if len(node.input) > 2 else np.zeros_like(scale, q.dtype)
         shape = [1] * q.ndim  # a per-channel scale lies along `axis`; a scalar's is ()
-        if scale.ndim:
-            shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = scale.size
+        if scale.ndim:  # a bias (1-D) lies along its only axis
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1 if q.ndim > 1 else 0)
+            shape[axis] = scale.size
         weight = (q.astype(np.float32) - zero.astype(np.float32).reshape(shape)) * (
             scale.reshape(shape)
         )
@@ -108,10 +151,16 @@ def to_float(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    """The file run as the server runs it: weight DequantizeLinears folded once, at load."""
+    """The network the file's weights are, in float: weight DequantizeLinears folded once, at
+    load, and a static int8 file's activation quantization taken out (what the rebuilt
+    PyTorch weights compute)."""
     options = ort.SessionOptions()
     options.add_session_config_entry("session.disable_quant_qdq", "1")  # fold weights at load
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    graph = onnx.ModelProto.FromString(model.SerializeToString())
+    without_activation_qdq(graph.graph)
+    data = graph.SerializeToString()
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

@@ -180,7 +180,8 @@ def evaluate(model_path: Path, valid_dir: Path, run: Path | None, plot: Path | N
         "cpu": describe(cpu()),
     }
     weights = run or model_path.with_suffix(".pth")
-    if not weights.exists() and model.card.details.get("compact"):
+    stored_int8 = model.card.details.get("compact") or model.card.details.get("quantization")
+    if not weights.exists() and stored_int8:
         weights = shipped.weights(model_path, valid_dir)
     if weights.exists():
         result["parity_vs_fastai"] = fastai_parity(weights, model, faces)
