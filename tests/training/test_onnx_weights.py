@@ -52,30 +52,39 @@ def test_a_rebuilt_network_computes_the_exported_function(tmp_path: Path):
     assert (train_mode - eval_mode).abs().max() < 1e-3 * eval_mode.abs().max()
 
 
+OFFSET = [0.1 * i - 0.3 for i in range(8)]
+
+
+def export_with_offset(tmp_path: Path, seed: int) -> Path:
+    """A ResNet34 with trained-looking BNs (identical folded biases would be deduplicated),
+    exported with the mirror TTA and a logit offset baked in, as the shipped model is."""
+    torch.manual_seed(seed)
+    original = build_model().eval()
+    with torch.no_grad():
+        for m in original.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.2, 0.2)
+    path = tmp_path / "float.onnx"
+    export_onnx(exported_graph(original, True, OFFSET), 48, path)
+    return path
+
+
 def test_a_weight_only_int8_export_with_a_prior_offset_rebuilds_exactly(tmp_path: Path):
     """What git keeps: weights stored int8 (training.ship.int8_weights) and a logit offset baked in
     (LogitOffset wraps the names of the head's BNs once more). The rebuilt network computes
     the int8 file's function (its weights folded to float) in float32."""
     from training.ship.int8_weights import quantize_weights
 
-    torch.manual_seed(1)
-    original = build_model().eval()
-    with torch.no_grad():  # trained-looking BNs (identical folded biases would be deduplicated)
-        for m in original.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.2, 0.2)
-    offset = [0.1 * i - 0.3 for i in range(8)]
-    path = tmp_path / "float.onnx"
-    export_onnx(exported_graph(original, True, offset), 48, path)
+    path = export_with_offset(tmp_path, seed=1)
     stored = tmp_path / "int8.onnx"
     onnx.save(quantize_weights(onnx.load(str(path)))[0], str(stored))
     faces = np.random.default_rng(1).normal(size=(32, 1, 48, 48)).astype(np.float32)
 
     rebuilt = onnx_weights.rebuild(stored, faces)
     again = tmp_path / "again.onnx"
-    export_onnx(exported_graph(rebuilt, True, offset), 48, again)
+    export_onnx(exported_graph(rebuilt, True, OFFSET), 48, again)
     assert onnx_weights.relative_difference(stored, again, faces[:16]) < 1e-5
     assert onnx_weights.relative_difference(path, stored, faces[:16]) > 1e-6  # int8 is not float
 
@@ -139,17 +148,7 @@ def test_a_static_int8_export_rebuilds_the_network_its_weights_are(tmp_path: Pat
     from emotion.card import CLASSES, ModelCard
     from training.ship.int8_compute import quantize
 
-    torch.manual_seed(2)
-    original = build_model().eval()
-    with torch.no_grad():
-        for m in original.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.2, 0.2)
-    offset = [0.1 * i - 0.3 for i in range(8)]
-    path = tmp_path / "float.onnx"
-    export_onnx(exported_graph(original, True, offset), 48, path)
+    path = export_with_offset(tmp_path, seed=2)
     rng = np.random.default_rng(2)
     images = []
     for i in range(32):
@@ -165,7 +164,7 @@ def test_a_static_int8_export_rebuilds_the_network_its_weights_are(tmp_path: Pat
 
     rebuilt = onnx_weights.rebuild(stored, faces)
     again = tmp_path / "again.onnx"
-    export_onnx(exported_graph(rebuilt, True, offset), 48, again)
+    export_onnx(exported_graph(rebuilt, True, OFFSET), 48, again)
     # float32 rounding of re-folded BNs over 7-bit weights; the shipped check allows 1e-3
     assert onnx_weights.relative_difference(stored, again, faces[:16]) < 2e-4
     assert onnx_weights.relative_difference(path, stored, faces[:16]) < 0.05  # 7-bit weights
