@@ -156,11 +156,12 @@ def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
     PyTorch weights compute)."""
     options = ort.SessionOptions()
     options.add_session_config_entry("session.disable_quant_qdq", "1")  # fold weights at load
-    if not isinstance(model, onnx.ModelProto):
+    if isinstance(model, onnx.ModelProto):
+        model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's untouched
+    else:
         model = onnx.load(str(model))
-    graph = onnx.ModelProto.FromString(model.SerializeToString())
-    without_activation_qdq(graph.graph)
-    data = graph.SerializeToString()
+    without_activation_qdq(model.graph)
+    data = model.SerializeToString()
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
