@@ -260,6 +260,62 @@ def test_quantize_keeps_an_int8_model_only_within_the_accuracy_limit(exported, d
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_coarsening_keeps_every_nth_level_and_shrinks_what_git_stores(
+    exported, data_root, tmp_path
+):
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "int8" / "emotion.onnx"
+    assert int8_compute.main(["--model", str(exported), "--train", str(data_root), "--valid",
+                              str(data_root), "--out", str(out), "--faces", "32", "--max-loss",
+                              "1.0", "--coarse-step", "1"]) == 0  # fmt: skip
+    coarse = tmp_path / "coarse.onnx"
+    coarse.write_bytes(out.read_bytes())
+    coarse.with_suffix(".json").write_text(out.with_suffix(".json").read_text())
+    changed = int8_compute.coarsen_large_weights(coarse, step=4, min_weights=10_000)
+
+    large = [t for t in onnx.load(str(coarse)).graph.initializer
+             if t.data_type == onnx.TensorProto.INT8 and np.prod(t.dims) >= 10_000]  # fmt: skip
+    assert large and changed == sum(int(np.prod(t.dims)) for t in large)
+    assert all(np.abs(numpy_helper.to_array(t)).max() <= 16 for t in large)  # 64 / 4
+    before, after = _int8_weights(out), _int8_weights(coarse)
+    assert before.keys() == after.keys()
+    for name, (values, step) in after.items():
+        old_values, old_step = before[name]
+        if np.allclose(step, old_step):  # a small layer: left as it was
+            assert np.array_equal(values, old_values), name
+        else:  # one rounding, on the grid 4 times coarser
+            assert np.allclose(step, 4 * old_step), name
+            assert np.all(np.abs(values - old_values) <= step / 2 + 1e-7), name
+    assert int8_compute.git_mb(coarse) < int8_compute.git_mb(out)
+    face = Image.open(next(data_root.rglob("*.png")))
+    assert EmotionModel(coarse).predict([face]).shape == (1, 8)
+
+
+def _int8_weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each int8 weight a DequantizeLinear reads: its float values and its scale (shaped to it)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {t.name: t for t in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        weight = initializers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if weight is None or weight.data_type != onnx.TensorProto.INT8:
+            continue
+        levels = numpy_helper.to_array(weight).astype(np.float32)
+        scale = numpy_helper.to_array(initializers[node.input[1]])
+        if scale.ndim:  # per channel, along the node's axis (a MatMul's weight: axis 1)
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * levels.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+        found[weight.name] = (levels * scale, np.broadcast_to(scale, levels.shape))
+    return found
+
+
 def test_quantize_can_keep_the_first_convolution_and_the_last_layer_float(
     exported, data_root, tmp_path
 ):
