@@ -101,6 +101,47 @@ def test_distilled_targets_keep_the_label_first_and_the_original_reading_beside_
     assert mixed.target[CLASSES.index("Neutral")] == pytest.approx(0.4)
 
 
+def test_averaging_mixes_the_weights_and_keeps_the_integer_buffers():
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    start = {k: torch.zeros_like(v) if v.is_floating_point() else v.clone() + 5
+             for k, v in net.state_dict().items()}  # fmt: skip
+    tuned = {k: v.clone() for k, v in net.state_dict().items()}
+    finetune.averaged(net, start, 0.25)
+    for name, value in net.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.25 * tuned[name]), name
+        else:  # num_batches_tracked: the fine-tuned count, not a blend
+            assert torch.equal(value, tuned[name]), name
+
+
+def test_refitted_batchnorm_statistics_are_those_of_the_faces_given(tmp_path):
+    import torch
+    from PIL import Image
+
+    from emotion.card import ModelCard
+
+    card = ModelCard.read(MODEL.with_suffix(".json"))
+    rng = np.random.default_rng(0)
+    faces = []
+    for i in range(40):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(path)
+        faces.append(face(str(path), 0))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1, bias=False), torch.nn.BatchNorm2d(1))
+    torch.nn.init.ones_(net[0].weight)  # the BatchNorm sees the preprocessed pixels
+    net[1].running_mean.fill_(99.0)
+    finetune.refit_batchnorm(net, faces, card, bs=20)
+    from training.fit import pipeline
+
+    pixels = pipeline.inference_batch(faces, card)
+    assert not net.training
+    # two batches of 20, averaged: the mean exactly, the variance up to the batches' means
+    assert net[1].running_mean.item() == pytest.approx(pixels.mean().item(), abs=1e-5)
+    assert net[1].running_var.item() == pytest.approx(pixels.var().item(), rel=0.05)
+
+
 def test_a_class_the_folder_lacks_is_not_pushed_down_by_the_users_faces():
     import torch
 

@@ -15,7 +15,9 @@ What keeps the model reading everything else:
 - without replay, a class your folder lacks is left out of the loss on your faces (they
   neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
   (your folder's would silence every class it lacks);
-- the stem, layer1 and layer2 stay frozen, and the learning rate is low.
+- the stem, layer1 and layer2 stay frozen, and the learning rate is low;
+- optionally, the new weights averaged with the start's (--average) and the BatchNorm
+  statistics measured again (--refit-bn): measured on the stand-in, not the default.
 
 Writes a new ONNX file, its weights and card to --out (never the shipped model unless
 --overwrite), and prints accuracy and per-class recall before and after on the held-out faces
@@ -106,6 +108,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=PARTS,
         default=["stem", "layer1", "layer2"],
         help="parts of the ResNet body kept exactly as loaded",
+    )
+    p.add_argument(
+        "--average",
+        type=float,
+        default=1.0,
+        help="share of the fine-tuned weights in the new model, the rest the start's\n"
+        "(weight-space averaging; 1: the fine-tuned weights alone)",
+    )
+    p.add_argument(
+        "--refit-bn",
+        action="store_true",
+        help="measure every BatchNorm's statistics again, on your training faces and as many\n"
+        "replay faces (after --average, whose mixed statistics match neither network)",
     )
     p.add_argument(
         "--check",
@@ -311,6 +326,33 @@ def fine_tune(
     return learn.model.eval()
 
 
+def averaged(model: torch.nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
+    """In place: `share` of the fine-tuned weights plus the rest of the start's (`start`, a
+    state dict of the same network); integer buffers keep the fine-tuned values."""
+    tuned = model.state_dict()
+    model.load_state_dict({
+        name: share * value + (1 - share) * start[name].to(value.dtype)
+        if value.is_floating_point() else value
+        for name, value in tuned.items()
+    })  # fmt: skip
+
+
+def refit_batchnorm(
+    model: torch.nn.Module, faces: list[readers.Face], card: ModelCard, bs: int = 64
+) -> None:
+    """In place: every BatchNorm's running mean and variance measured again, as the plain
+    average over `faces` (no augmentation); weights untouched."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over every batch, not a decaying one
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(faces), bs):
+            model(pipeline.inference_batch(faces[start : start + bs], card))
+    model.eval()
+
+
 def absent_class_shift(
     new_logits: np.ndarray, old_logits: np.ndarray, absent: list[int], rounds: int = 4
 ) -> np.ndarray:
@@ -426,6 +468,13 @@ def main(argv: list[str] | None = None) -> None:
     started, cpu_started = time.time(), time.process_time()
     seed_everything(args.seed)  # random, numpy and torch: the augmentations draw from all three
     model = fine_tune(args, card, train, held, replay)
+    if args.average < 1:
+        averaged(model, export.load_shipped(args.weights).state_dict(), args.average)
+    if args.refit_bn:
+        rng = np.random.default_rng(args.seed)
+        drawn = [replay[i] for i in rng.permutation(len(replay))[: len(train)]]
+        mixed = [(train + drawn)[i] for i in rng.permutation(len(train) + len(drawn))]
+        refit_batchnorm(model, mixed, card)
     seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -455,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         else None,
         "distill": args.distill,
         "frozen": args.frozen,
+        "average": args.average,
+        "refit_bn": args.refit_bn,
         "split": split_by,
         "faces": counts,
         "wall_seconds": round(seconds, 1),
