@@ -112,7 +112,9 @@ def test_kept_layers_are_stored_float16_and_cast_back(float_graph, faces):
         assert folded[name].dtype == np.float32
         np.testing.assert_allclose(folded[name], weights[name], rtol=2**-11, atol=1e-7)
     halved_logits, wide_logits = run(halved, faces), run(wide, faces)
-    assert np.abs(halved_logits - wide_logits).max() <= 2e-4 * np.abs(wide_logits).max()
+    # float16 keeps 11 bits (2**-11 = 4.9e-4 relative) of the first conv's and the head's
+    # weights: the logits move by about that much of the largest (6.2e-4 on the 2026-12-07 model)
+    assert np.abs(halved_logits - wide_logits).max() <= 1e-3 * np.abs(wide_logits).max()
     assert (halved_logits.argmax(1) == wide_logits.argmax(1)).all()
 
 

@@ -8,8 +8,8 @@ can add b * log(prior) to them. b = 0 is the balanced rule (every class weighs t
 b = 1 the rule that maximises plain accuracy. This prints, for each b, accuracy, mean
 per-class recall and the weakest class's recall on the majority-vote faces, and the b the
 rule below picks; `make export PRIOR_WEIGHT=b` ships it. One scalar chosen on Valid and
-measured on Valid is optimistic; the 2-fold column picks b on one half of the faces and
-measures on the other.
+measured on Valid is optimistic; the cross-fitted figures pick b on one half of the faces
+and measure on the other, averaged over SPLITS random halvings.
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from training.measure.evaluate import file_logits, labelled_faces
 
 WEIGHTS = tuple(round(0.02 * i, 2) for i in range(51))  # 0, 0.02, ..., 1
 ACCURACY_FLOOR = 0.835  # the accuracy we will not go under to buy recall (issue 15)
-# Accuracy that crops re-framed by a detector-box jitter may lose against the plain crops
-# (issue 15): a weight that loses more is not picked.
-MAX_JITTER_LOSS = 0.02
+# Accuracy that crops re-framed by a detector-box jitter may lose against the plain crops: a
+# weight that loses more is not picked (issue 15's 2 points, issue 21's 1.5 since 2026-12-07).
+MAX_JITTER_LOSS = 0.015
+# Cross-fitting splits Valid in two halves at random, and one split's figure swings with the
+# 8 Contempt faces each half gets (85.4% to 86.7% over six splits of one model): the figure
+# reported is the mean over this many splits, with its range.
+SPLITS = 10
 # Mean recalls this close to the best are a tie (one Contempt face is 6 points of its recall,
 # 0.8 of the mean): among tied weights the most accurate wins.
 TIE = 0.001
@@ -75,23 +79,32 @@ def pick(rows: list[dict], floor: float = ACCURACY_FLOOR, tie: float = TIE) -> f
 
 
 def cross_fitted(
-    logits, labels, log_prior, weights, jittered=None, seed: int = 0, floor: float = ACCURACY_FLOOR
-) -> dict:
-    """Pick b on one half, measure on the other, both ways; pooled predictions."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    halves = np.array_split(order, 2)
-    adjusted = np.empty_like(logits)
-    chosen = []
-    for fit, held in (halves, halves[::-1]):
-        held_out = None if jittered is None else jittered[fit]
-        rows = [scores(logits[fit], labels[fit], log_prior, w, held_out) for w in weights]
-        chosen.append(pick(rows, floor))
-        adjusted[held] = logits[held] + chosen[-1] * log_prior
-    matrix = metrics.confusion(adjusted, labels, len(log_prior))
+    logits, labels, log_prior, weights, jittered=None, splits: int = SPLITS,
+    floor: float = ACCURACY_FLOOR,
+) -> dict:  # fmt: skip
+    """Pick b on one half, measure on the other, both ways (pooled predictions); repeated over
+    `splits` random halvings (seeds 0, 1, ...), the mean and range reported."""
+    accuracies, recalls, chosen = [], [], []
+    for seed in range(splits):
+        order = np.random.default_rng(seed).permutation(len(labels))
+        halves = np.array_split(order, 2)
+        adjusted = np.empty_like(logits)
+        picked = []
+        for fit, held in (halves, halves[::-1]):
+            fit_jittered = None if jittered is None else jittered[fit]
+            rows = [scores(logits[fit], labels[fit], log_prior, w, fit_jittered) for w in weights]
+            picked.append(pick(rows, floor))
+            adjusted[held] = logits[held] + picked[-1] * log_prior
+        accuracies.append(metrics.accuracy(adjusted, labels))
+        recalls.append(metrics.mean_recall(metrics.confusion(adjusted, labels, len(log_prior))))
+        chosen.append(picked)
     return {
+        "splits": splits,
+        "accuracy": round(float(np.mean(accuracies)), 4),
+        "accuracy_range": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
+        "mean_recall": round(float(np.mean(recalls)), 4),
+        "mean_recall_range": [round(float(min(recalls)), 4), round(float(max(recalls)), 4)],
         "chosen_per_half": chosen,
-        "accuracy": round(metrics.accuracy(adjusted, labels), 4),
-        "mean_recall": round(metrics.mean_recall(matrix), 4),
     }
 
 
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "faces": len(labels),
         "rule": f"best mean recall with accuracy >= {floor:.2%} and at most "
-        f"{MAX_JITTER_LOSS:.0%} lost on jittered crops (within {TIE:.1%} of it: the most "
+        f"{MAX_JITTER_LOSS:.1%} lost on jittered crops (within {TIE:.1%} of it: the most "
         "accurate)",
         "picked": pick(rows, floor),
         "cross_fitted_2_fold": cross_fitted(

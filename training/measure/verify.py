@@ -29,13 +29,13 @@ log = logging.getLogger("training")
 
 # The one table of floors every shipped model must meet on FER+ Valid (fractions; ECE is a
 # fraction of faces too). ">=" figures must be at least the bound, "<=" at most.
-# Issue 15's targets (accuracy raised from 83.5% to 84% on 2026-12-06), which both shipped
-# models meet (the server's ResNet34, int8 compute:
-# 85.71%, 76.63%, Contempt 43.75%; the device's student: see models/emotion-student.json), so
+# Issue 15's targets (accuracy raised from 83.5% to 84% on 2026-12-06, mean recall from 72% to
+# 75% on 2026-12-07), which both shipped models meet (the server's ResNet34, int8 compute:
+# 85.58%, 79.11%, Contempt 50%; the device's student: see models/emotion-student.json), so
 # any regression fails CI.
 FLOORS: dict[str, tuple[str, float]] = {
     "accuracy": (">=", 0.84),
-    "mean_recall": (">=", 0.72),
+    "mean_recall": (">=", 0.75),
     "recall": (">=", 0.35),  # every class's recall (Contempt: 16 faces, 6.25 points each)
     "ece_15_bins": ("<=", 0.05),
 }

@@ -97,7 +97,10 @@ def quantize(
 def coarsen_large_weights(path: Path, step: int, min_weights: int) -> int:
     """Round the int8 weights of every layer with at least `min_weights` weights (ResNet34's
     layer4 convolutions: 11.8 M of its 21.8 M at 2 M) to every `step`-th level, the scale
-    multiplied by `step`, in place; returns how many weights it changed.
+    multiplied by `step`, in place; returns how many weights it changed. The layer's int32
+    bias is re-expressed on its new scale (input scale x weight scale), which ONNX Runtime
+    checks before it fuses the layer into an int8 convolution: a bias left on the old scale
+    leaves the layer computing in float, 4.7x slower for the whole network.
 
     Why: git stores a file zlib-compressed, and a retrain rewrites it whole. With 7-bit
     weights the ResNet34 costs git 16.5 MB a retrain; with layer4 at step 4 (33 levels, about 5
@@ -106,6 +109,7 @@ def coarsen_large_weights(path: Path, step: int, min_weights: int) -> int:
     """
     model = onnx.load(str(path))
     initializers = {t.name: t for t in model.graph.initializer}
+    produced_by = {out: node for node in model.graph.node for out in node.output}
     changed = 0
     for node in model.graph.node:
         weight = initializers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
@@ -114,14 +118,37 @@ def coarsen_large_weights(path: Path, step: int, min_weights: int) -> int:
         levels = numpy_helper.to_array(weight)
         if levels.size < min_weights:
             continue
-        scale = initializers[node.input[1]]
         coarse = np.round(levels.astype(np.float32) / step).astype(np.int8)
         weight.CopyFrom(numpy_helper.from_array(coarse, weight.name))
-        wider = numpy_helper.to_array(scale) * np.float32(step)
-        scale.CopyFrom(numpy_helper.from_array(wider.astype(np.float32), scale.name))
+        _rescale(initializers[node.input[1]], step)
+        for bias in _biases_of(model, node.output[0], produced_by, initializers):
+            values = numpy_helper.to_array(initializers[bias.input[0]]).astype(np.float64)
+            rounded = np.round(values / step).astype(np.int32)
+            initializers[bias.input[0]].CopyFrom(numpy_helper.from_array(rounded, bias.input[0]))
+            _rescale(initializers[bias.input[1]], step)
         changed += levels.size
     onnx.save(model, str(path))
     return changed
+
+
+def _rescale(scale: onnx.TensorProto, step: int) -> None:
+    wider = numpy_helper.to_array(scale).astype(np.float32) * np.float32(step)
+    scale.CopyFrom(numpy_helper.from_array(wider, scale.name))
+
+
+def _biases_of(model, weight_output: str, produced_by: dict, initializers: dict) -> list:
+    """The DequantizeLinear nodes of the int32 biases of the layers that read this weight."""
+    found = []
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 2:
+            if node.input[1] != weight_output:
+                continue
+            source = produced_by.get(node.input[2])
+            if source is not None and source.op_type == "DequantizeLinear":
+                values = initializers.get(source.input[0])
+                if values is not None and values.data_type == onnx.TensorProto.INT32:
+                    found.append(source)
+    return found
 
 
 def git_mb(path: Path) -> float:
