@@ -10,14 +10,15 @@ What keeps the model reading everything else:
 
 - replay: every batch is half your faces, half FER+ training faces with their votes
   (--replay, default ../shared/data/ferplus/FER2013Train when it is there);
-- distillation: your faces' targets are mixed with the original model's own predictions on
-  them (--distill);
+- distillation (without replay): your faces' targets are mixed with the original model's own
+  predictions on them (--distill);
 - without replay, a class your folder lacks is left out of the loss on your faces (they
   neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
   (your folder's would silence every class it lacks);
-- the stem, layer1 and layer2 stay frozen, and the learning rate is low;
-- optionally, the new weights averaged with the start's (--average) and the BatchNorm
-  statistics measured again (--refit-bn): measured on the stand-in, not the default.
+- with replay, the new weights averaged with the start's (--average 0.5) and every
+  BatchNorm's statistics measured again on your faces and as many FER+ faces (--refit-bn):
+  the early layers then train too (only the stem frozen) and distillation is off;
+- without replay, the stem, layer1 and layer2 stay frozen; the learning rate is low.
 
 Writes a new ONNX file, its weights and card to --out (never the shipped model unless
 --overwrite), and prints accuracy and per-class recall before and after on the held-out faces
@@ -99,28 +100,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--distill",
         type=float,
-        default=0.5,
-        help="weight of the original model's predictions in your faces' targets (0: off)",
+        help="weight of the original model's predictions in your faces' targets (0: off);\n"
+        "default 0 with replay, 0.5 without",
     )
     p.add_argument(
         "--frozen",
         nargs="*",
         choices=PARTS,
-        default=["stem", "layer1", "layer2"],
-        help="parts of the ResNet body kept exactly as loaded",
+        help="parts of the ResNet body kept exactly as loaded; default the stem with replay,\n"
+        "the stem, layer1 and layer2 without",
     )
     p.add_argument(
         "--average",
         type=float,
-        default=1.0,
         help="share of the fine-tuned weights in the new model, the rest the start's\n"
-        "(weight-space averaging; 1: the fine-tuned weights alone)",
+        "(weight-space averaging; 1: the fine-tuned weights alone); default 0.5 with replay,\n"
+        "1 without",
     )
     p.add_argument(
         "--refit-bn",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="measure every BatchNorm's statistics again, on your training faces and as many\n"
-        "replay faces (after --average, whose mixed statistics match neither network)",
+        "replay faces (after --average, whose mixed statistics match neither network);\n"
+        "default on with replay (it needs replay faces)",
     )
     p.add_argument(
         "--check",
@@ -132,7 +134,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace a model")
-    return p.parse_args(argv)
+    return with_defaults(p.parse_args(argv))
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The settings left unset, by whether FER+ faces are replayed (training/README.md,
+    "Fine-tuning on your own faces", has the stand-in's figures for each). With replay: the
+    early layers train too (the user's camera and light are learnt there), and what that costs
+    the old reading is given back by averaging with the start and refitting BatchNorm on both
+    kinds of faces. Without replay nothing would give it back: the early layers stay frozen
+    and the original model's answers enter the targets."""
+    replayed = args.replay is not None
+    defaults = {
+        "distill": 0.0 if replayed else 0.5,
+        "frozen": ["stem"] if replayed else ["stem", "layer1", "layer2"],
+        "average": 0.5 if replayed else 1.0,
+        "refit_bn": replayed,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.refit_bn and not replayed:
+        sys.exit("finetune: --refit-bn needs replay faces (--replay)")
+    return args
 
 
 def scores(model_path: Path, faces: list[readers.Face], labels: np.ndarray) -> dict:
