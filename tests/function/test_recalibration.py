@@ -319,7 +319,10 @@ def test_the_server_applies_a_cards_map(tmp_path, settings, model, detector):
     mapping[CLASSES.index("Neutral"), CLASSES.index("Fear")] = -2.0
     expected = recalibration.adjust(p, bias, mapping)
     got = np.array([answer["predictions"][c] for c in CLASSES])
-    np.testing.assert_allclose(got, expected, atol=5e-5)
+    # `expected` starts from the answer's probabilities, rounded to 6 decimals, and the map
+    # reads their logarithms: a class the model gives 1.6e-4 carries a 0.3% error into it
+    # (1e-4 on Neutral here, with the 2026-12-07 model)
+    np.testing.assert_allclose(got, expected, atol=3e-4)
     assert got[CLASSES.index("Neutral")] > p[CLASSES.index("Neutral")] + 0.05
     card["recalibration"]["map"] = {"Joy": {"Fear": 1.0}}
     (tmp_path / "emotion.json").write_text(json.dumps(card))
