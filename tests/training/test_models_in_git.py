@@ -6,8 +6,9 @@ each file is rebuilt."""
 from __future__ import annotations
 
 import subprocess
-import zlib
 from pathlib import Path
+
+from training.ship.int8_compute import git_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 # What one retrain rewrites: the model, its card, and (the server's) its confusion plot.
@@ -22,12 +23,6 @@ def tracked() -> dict[str, Path]:
         ["git", "ls-files", "-z", "models"], cwd=ROOT, capture_output=True, check=True
     ).stdout.decode()
     return {Path(p).name: ROOT / p for p in listed.split("\0") if p}
-
-
-def git_bytes(path: Path) -> int:
-    """One version of the file as git stores it: a header, then the content, zlib-compressed."""
-    content = path.read_bytes()
-    return len(zlib.compress(b"blob %d\0" % len(content) + content))
 
 
 def test_the_files_tracked_under_models_total_at_most_30_mb():

@@ -151,12 +151,16 @@ def _biases_of(model, weight_output: str, produced_by: dict, initializers: dict)
     return found
 
 
-def git_mb(path: Path) -> float:
+def git_bytes(path: Path) -> int:
     """What one version of the file adds to a git repository: git stores an object as a
     header and the content, zlib-compressed at the default level (packed: the same, or a
     delta against another version)."""
     content = path.read_bytes()
-    return round(len(zlib.compress(b"blob %d\0" % len(content) + content)) / 1e6, 2)
+    return len(zlib.compress(b"blob %d\0" % len(content) + content))
+
+
+def git_mb(path: Path) -> float:
+    return round(git_bytes(path) / 1e6, 2)
 
 
 def recalls(prefix: str, probs: np.ndarray, labels: np.ndarray) -> dict:
