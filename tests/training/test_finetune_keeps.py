@@ -104,14 +104,15 @@ def test_distilled_targets_keep_the_label_first_and_the_original_reading_beside_
 def test_the_defaults_depend_on_whether_ferplus_faces_are_replayed():
     common = ["--data", "faces", "--out", "mine.onnx"]
     replayed = finetune.parse_args([*common, "--replay", "somewhere"])
-    assert (replayed.distill, replayed.frozen, replayed.average, replayed.refit_bn) == (
-        0.0, ["stem"], 0.5, True)  # fmt: skip
+    assert (replayed.distill, replayed.frozen, replayed.average, replayed.refit_bn,
+            replayed.replay_look) == (0.0, ["stem"], 0.5, True, 0.5)  # fmt: skip
     alone = finetune.parse_args([*common, "--replay", "none"])
-    assert (alone.distill, alone.frozen, alone.average, alone.refit_bn) == (
-        0.5, ["stem", "layer1", "layer2"], 1.0, False)  # fmt: skip
+    assert (alone.distill, alone.frozen, alone.average, alone.refit_bn, alone.replay_look) == (
+        0.5, ["stem", "layer1", "layer2"], 1.0, False, 0.0)  # fmt: skip
     chosen = finetune.parse_args([*common, "--replay", "x", "--no-refit-bn", "--average", "1",
-                                  "--frozen", "--distill", "0.2"])  # fmt: skip
-    assert (chosen.distill, chosen.frozen, chosen.average, chosen.refit_bn) == (0.2, [], 1.0, False)
+                                  "--frozen", "--distill", "0.2", "--replay-look", "0"])  # fmt: skip
+    assert (chosen.distill, chosen.frozen, chosen.average, chosen.refit_bn,
+            chosen.replay_look) == (0.2, [], 1.0, False, 0.0)  # fmt: skip
     with pytest.raises(SystemExit, match="needs replay"):
         finetune.parse_args([*common, "--replay", "none", "--refit-bn"])
 
@@ -238,5 +239,9 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     moved = abs(given_back["fine_tuned"] - given_back["original"])
     assert moved > abs(given_back["shifted"] - given_back["original"]) + 0.002
     assert card["average"] == 0.5 and card["refit_bn"] and card["frozen"] == ["stem"]
+    # half the replay faces (training, and the sample the shift is fitted on) in the folder's
+    # look: the stand-in's faces are blurred, so the look's blur is not 0
+    assert card["replay"]["in_your_look"] == 0.5 and card["replay"]["look"]["blur"] > 0
+    assert "50% of them in your folder's look" in card["absent_classes"]["method"]
     assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
     assert sum(card["faces"]["train"].values()) + sum(card["faces"]["held_out"].values()) == 56

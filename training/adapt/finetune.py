@@ -15,6 +15,9 @@ What keeps the model reading everything else:
 - without replay, a class your folder lacks is left out of the loss on your faces (they
   neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
   (your folder's would silence every class it lacks);
+- with replay, a share of the replay faces shown in your folder's look (--replay-look: its
+  tone and sharpness, training.adapt.look), so that faces from your camera are not only the
+  classes your folder has (a folder without Neutral would teach that they are never Neutral);
 - with replay, the new weights averaged with the start's (--average 0.5) and every
   BatchNorm's statistics measured again on your faces and as many FER+ faces (--refit-bn):
   the early layers then train too (only the stem frozen) and distillation is off;
@@ -43,9 +46,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.vision.all import Learner
+from PIL import Image
 
 from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
+from training.adapt import look
 from training.data import holdout, readers
 from training.fit import export, pipeline, shipped
 from training.fit.train import PARTS, BFloat16Autocast, Freeze, seed_everything
@@ -92,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FER+ training faces mixed into every batch ('none': distillation only)",
     )
     p.add_argument("--replay-share", type=float, default=0.5, help="share of each batch")
+    p.add_argument(
+        "--replay-look",
+        type=float,
+        help="share of the replay faces shown in your folder's look (its tone and sharpness,\n"
+        "training.adapt.look): every class, Neutral too, in your camera's look; default 0.5\n"
+        "with replay",
+    )
     p.add_argument(
         "--replay-balance",
         type=float,
@@ -152,6 +164,7 @@ def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
         "frozen": ["stem"] if replayed else ["stem", "layer1", "layer2"],
         "average": 0.5 if replayed else 1.0,
         "refit_bn": replayed,
+        "replay_look": 0.5 if replayed else 0.0,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -317,6 +330,7 @@ def fine_tune(
     train: list[readers.Face],
     held: list[readers.Face],
     replay: list[readers.Face],
+    seen: look.Look | None = None,
 ) -> torch.nn.Module:
     adjustment = card.details.get("logit_adjustment") or {}
     # FER+'s prior, as the model was trained: the user's folder would give the classes it
@@ -334,11 +348,13 @@ def fine_tune(
         teacher = teacher_probabilities(model, train, card, loss.own)
         train = distilled(train, teacher, args.distill)
     order = batches(train, [ReplayFace(f.path, f.votes) for f in replay], args, weights)
-    dls = pipeline.dataloaders(
-        order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False,
-        target=SourcedTarget,
-    )  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
+        if seen is not None:
+            order = in_look(order, seen, args.replay_look, args.seed, Path(scratch))
+        dls = pipeline.dataloaders(
+            order, held, card, bs=args.bs, seed=args.seed, live_aug=True, shuffle=False,
+            target=SourcedTarget,
+        )  # fmt: skip
         learn = Learner(
             dls,
             model,
@@ -350,6 +366,22 @@ def fine_tune(
             learn.fit_one_cycle(1, args.lr)  # one pass over `order`: all epochs, one cycle
     card.details["logit_adjustment"] = {**adjustment, "prior": prior}
     return learn.model.eval()
+
+
+def in_look(
+    faces: list[readers.Face], seen: look.Look, share: float, seed: int, folder: Path
+) -> list[readers.Face]:
+    """`faces` with a random `share` of the replay faces among them re-rendered in the look of
+    the user's faces (training.adapt.look), as PNG files in `folder`; the rest as they are."""
+    rng = np.random.default_rng(seed + 1)
+    out = list(faces)
+    for i, face in enumerate(faces):
+        if isinstance(face, ReplayFace) and rng.random() < share:
+            path = folder / f"look-{i}.png"
+            with Image.open(face.path) as image:
+                seen.render(image).save(path)
+            out[i] = ReplayFace(path, face.votes)
+    return out
 
 
 def averaged(model: torch.nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
@@ -407,14 +439,20 @@ def give_back_absent(
     replay: list[readers.Face],
     absent: list[int],
     before: Path,
+    seen: look.Look | None = None,
 ) -> dict:
     """Shift the absent classes' logits (absent_class_shift, on SHIFT_SAMPLE replay faces) and
     export args.out again with the shift in its offset; the card's logit_adjustment records it.
     """
     rng = np.random.default_rng(args.seed)
-    sample = [replay[i].path for i in rng.permutation(len(replay))[:SHIFT_SAMPLE]]
-    new = file_logits(EmotionModel(args.out), sample)
-    old = file_logits(EmotionModel(before), sample)
+    drawn = [ReplayFace(replay[i].path, replay[i].votes)
+             for i in rng.permutation(len(replay))[:SHIFT_SAMPLE]]  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        if seen is not None:  # as in training: the class is given back in both looks
+            drawn = in_look(drawn, seen, args.replay_look, args.seed, Path(scratch))
+        sample = [face.path for face in drawn]
+        new = file_logits(EmotionModel(args.out), sample)
+        old = file_logits(EmotionModel(before), sample)
     shift = absent_class_shift(new, old, absent)
     adjustment = tuned.details["logit_adjustment"]
     adjustment["class_shift"] = [round(float(v), 4) for v in shift]
@@ -427,7 +465,8 @@ def give_back_absent(
 
     return {
         "method": "each absent class's logit shifted so that the new model names it as often "
-        "as the original did on the same FER+ training faces (class_shift in logit_adjustment)",
+        "as the original did on the same FER+ training faces (class_shift in logit_adjustment)"
+        + (f", {args.replay_look:.0%} of them in your folder's look" if seen else ""),
         "faces": len(sample),
         "shift": {CLASSES[c]: round(float(shift[c]), 4) for c in absent},
         "share_of_answers": {
@@ -493,7 +532,15 @@ def main(argv: list[str] | None = None) -> None:
 
     started, cpu_started = time.time(), time.process_time()
     seed_everything(args.seed)  # random, numpy and torch: the augmentations draw from all three
-    model = fine_tune(args, card, train, held, replay)
+    seen = (
+        look.measure([f.path for f in train], [f.path for f in replay], card.input_size, args.seed)
+        if replay and args.replay_look
+        else None
+    )
+    if seen is not None:
+        log.info("%.0f%% of the replay faces in your folder's look (its tone; blur %.2f px)",
+                 args.replay_look * 100, seen.blur)  # fmt: skip
+    model = fine_tune(args, card, train, held, replay, seen)
     if args.average < 1:
         averaged(model, export.load_shipped(args.weights).state_dict(), args.average)
     if args.refit_bn:
@@ -525,6 +572,8 @@ def main(argv: list[str] | None = None) -> None:
             "data": str(args.replay),
             "share": args.replay_share,
             "balance": args.replay_balance,
+            "in_your_look": args.replay_look,
+            "look": {"blur": seen.blur} if seen else None,
         }
         if replay
         else None,
@@ -544,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     absent = [i for i, c in enumerate(CLASSES) if c not in counts["train"]]
     if replay and absent:
         details["fine_tuned"]["absent_classes"] = give_back_absent(
-            args, model, tuned, replay, absent, before_onnx
+            args, model, tuned, replay, absent, before_onnx, seen
         )
         tuned.write(args.out.with_suffix(".json"))
 
