@@ -20,6 +20,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from emotion.errors import ModelFileError
+from emotion.sessions import cpu_options
 
 CROP_SIDE = 160  # /face's check: measured 99% of page crops found at 160 px, 83% at 96
 # /faces: a photo's longer side for detection. The detector's cost grows with the pixel count
@@ -113,12 +114,9 @@ class FaceDetector:
             ) from None
         if hashlib.sha256(weights).hexdigest() != self.card.sha256:
             raise ModelFileError(onnx_path, "the detector model does not match its card's sha256")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            weights, cpu_options(threads), providers=["CPUExecutionProvider"]
+        )
         self.threshold = self.card.threshold if threshold is None else threshold
         self.detect(Image.new("L", (64, 64), 128))  # warm-up: allocate at start, not per request
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 from emotion.card import ModelCard
 from emotion.preprocess import to_input
 from emotion.recalibration import Recalibration
+from emotion.sessions import cpu_options
 
 
 class EmotionModel:
@@ -21,14 +21,7 @@ class EmotionModel:
         self.card = ModelCard.read(Path(onnx_path).with_suffix(".json"))
         # A deployment's shift toward the people it serves (make recalibrate), or None.
         self.recalibration = Recalibration.from_card(self.card.details, self.card.classes)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Small CPUs (Lambda: ~1-2 vCPU): one thread per core, no inter-op pool, no spinning
-        # threads burning the core the event loop needs.
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = cpu_options(threads)
         if self.card.details.get("compact"):
             # Weight-only int8 (training/ship/int8_weights.py): fold its DequantizeLinear nodes
             # into float weights once, at load, rather than on every request (static int8 keeps
