@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from emotion.card import CLASSES
@@ -244,4 +245,10 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     assert card["replay"]["in_your_look"] == 0.5 and card["replay"]["look"]["blur"] > 0
     assert "50% of them in your folder's look" in card["absent_classes"]["method"]
     assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
+    # the shipped model computes in int8, so the new one does too (and was measured so)
+    stored = json.loads(out.with_suffix(".json").read_text())["quantization"]
+    assert stored["int8_mb"] == pytest.approx(out.stat().st_size / 1e6, abs=0.05)
+    assert stored["int8_mb"] < stored["float_mb"] / 3
+    nodes = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= nodes
     assert sum(card["faces"]["train"].values()) + sum(card["faces"]["held_out"].values()) == 56
