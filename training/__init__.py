@@ -7,6 +7,6 @@
     adapt    a shipped model fitted to a deployment's people (fine-tuning, recalibration)
     gpu      tooling for a borrowed GPU machine (apart: nothing imports it)
 
-A stage imports only the stages before it (data <- fit <- measure <- ship, adapt);
+A stage imports only the stages before it (data <- fit <- measure <- ship <- adapt);
 tests/training/test_layout.py checks.
 """
