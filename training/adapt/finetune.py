@@ -624,7 +624,8 @@ def main(argv: list[str] | None = None) -> None:
             args, model, tuned, replay, absent, before_onnx, seen
         )
         tuned.write(args.out.with_suffix(".json"))
-    if args.int8 if args.int8 is not None else "quantization" in card.details:
+    # int8 by default when the start computes in int8 (its card's `quantization`)
+    if "quantization" in card.details if args.int8 is None else args.int8:
         details["quantization"] = in_int8(args.out, tuned, replay or train, args.seed)
         tuned.write(args.out.with_suffix(".json"))
 

@@ -56,21 +56,21 @@ def sharpness(faces: list[np.ndarray]) -> float:
 def measure(own: list[Path], replay: list[Path], side: int, seed: int = 0) -> Look:
     """The look of `own` (the user's training faces), and the blur that gives `replay` faces
     its sharpness once toned; `side` is the model's input size, where sharpness is compared."""
-    pixels = np.concatenate([grey(p, side).ravel() for p in own])
+    faces = [grey(p, side) for p in own]
+    pixels = np.concatenate([f.ravel() for f in faces])
     levels, counts = np.unique(pixels, return_counts=True)
-    look = Look(levels.astype(np.float64), np.cumsum(counts) / pixels.size, 0.0)
-    wanted = sharpness([grey(p, side) for p in own])
+    levels, cdf = levels.astype(np.float64), np.cumsum(counts) / pixels.size
+    wanted = sharpness(faces)
     rng = np.random.default_rng(seed)
-    sample = [replay[i] for i in rng.permutation(len(replay))[:SAMPLE]]
-    toned = [look.render(Image.open(p)) for p in sample]
+    sample = []
+    for i in rng.permutation(len(replay))[:SAMPLE]:
+        with Image.open(replay[i]) as image:
+            sample.append(image.convert("L"))
 
     def sharpness_at(blur: float) -> float:
-        return sharpness([
-            np.asarray(t.filter(ImageFilter.GaussianBlur(blur)).resize((side, side),
-                       Image.Resampling.BILINEAR)) if blur else
-            np.asarray(t.resize((side, side), Image.Resampling.BILINEAR))
-            for t in toned
-        ])  # fmt: skip
+        candidate = Look(levels, cdf, blur)
+        resized = (candidate.render(face).resize((side, side), Image.Resampling.BILINEAR)
+                   for face in sample)  # fmt: skip
+        return sharpness([np.asarray(face) for face in resized])
 
-    blur = min(BLURS, key=lambda b: abs(sharpness_at(b) - wanted))
-    return Look(look.levels, look.cdf, blur)
+    return Look(levels, cdf, min(BLURS, key=lambda b: abs(sharpness_at(b) - wanted)))
