@@ -44,6 +44,7 @@ from training.data import readers
 from training.measure import metrics
 from training.measure.evaluate import file_logits, labelled_faces
 from training.ship import calibrate
+from training.ship.float_logits import rewrite as logits_in_float
 
 log = logging.getLogger("training")
 
@@ -92,6 +93,7 @@ def quantize(
             weight_type=QuantType.QInt8,
             nodes_to_exclude=ends(prepared) if keep_ends_float else [],
         )
+    logits_in_float(out)  # rounded logits tie, and a tie goes to the first class
 
 
 def coarsen_large_weights(path: Path, step: int, min_weights: int) -> int:
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "method": "ONNX Runtime static QDQ, per-channel int8 weights"
         f"{'' if args.no_reduce_range else ' (reduce_range)'}, uint8 activations, ranges "
-        f"from {len(pick)} training faces"
+        f"from {len(pick)} training faces, logits float (training.ship.float_logits)"
         f"{'; first convolution and last layer float' if args.keep_ends_float else ''}"
         + (
             f"; the {coarsened:,} weights of layers with >= {args.coarse_min_weights:,} on "
