@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -106,7 +107,8 @@ def test_the_defaults_depend_on_whether_ferplus_faces_are_replayed():
     common = ["--data", "faces", "--out", "mine.onnx"]
     replayed = finetune.parse_args([*common, "--replay", "somewhere"])
     assert (replayed.distill, replayed.frozen, replayed.average, replayed.refit_bn,
-            replayed.replay_look) == (0.0, ["stem"], 0.5, True, 0.5)  # fmt: skip
+            replayed.replay_look) == (0.0, ["stem", "layer4", "head"], 0.5, True, 0.5)  # fmt: skip
+    assert (replayed.shift_classes, replayed.shift_look) == ("all", 0.0)
     alone = finetune.parse_args([*common, "--replay", "none"])
     assert (alone.distill, alone.frozen, alone.average, alone.refit_bn, alone.replay_look) == (
         0.5, ["stem", "layer1", "layer2"], 1.0, False, 0.0)  # fmt: skip
@@ -185,13 +187,18 @@ def test_an_absent_class_gets_back_its_share_of_answers_and_only_it():
     new[:, neutral] -= 2.0  # the fine-tuned one seldom: the folder had none
     wanted = np.mean(old.argmax(1) == neutral)
     assert np.mean(new.argmax(1) == neutral) < wanted / 2
-    shift = finetune.absent_class_shift(new, old, [neutral])
+    shift = finetune.class_share_shift(new, old, [neutral])
     assert abs(np.mean((new + shift).argmax(1) == neutral) - wanted) < 0.002
     assert shift[neutral] == pytest.approx(2.0, abs=0.1)
     assert np.count_nonzero(shift) == 1  # the classes the folder has keep 0
-    both = finetune.absent_class_shift(new, old, [neutral, fear])
+    both = finetune.class_share_shift(new, old, [neutral, fear])
     for c in (neutral, fear):
         assert abs(np.mean((new + both).argmax(1) == c) - np.mean(old.argmax(1) == c)) < 0.003
+    # a folder rich in one class and lacking another moves every class's share: all given back
+    moved = old + np.array([0.3, 0.8, -0.2, 0.1, -0.4, -1.5, 0.9, 0.0])
+    every = finetune.class_share_shift(moved, old, list(range(len(CLASSES))))
+    for c in range(len(CLASSES)):
+        assert abs(np.mean((moved + every).argmax(1) == c) - np.mean(old.argmax(1) == c)) < 0.005
 
 
 def test_the_card_offset_is_the_prior_offset_plus_the_class_shift():
@@ -204,6 +211,52 @@ def test_the_card_offset_is_the_prior_offset_plus_the_class_shift():
     assert export.card_offset({"prior": prior, "class_shift": shift}) == shift
     both = export.card_offset({"prior": prior, "prior_weight": 0.5, "class_shift": shift})
     np.testing.assert_allclose(both, np.array(shift) + 0.5 * np.log(prior))
+
+
+def test_replay_leaves_out_the_faces_the_exclude_file_names(tmp_path):
+    for name in ("happy/a.png", "happy/b.png", "sad/c.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("a.png\nc.png\n")
+    kept = finetune.read_replay(tmp_path, exclude)
+    assert [f.path.name for f in kept] == ["b.png"]
+    assert len(finetune.read_replay(tmp_path)) == 3
+
+
+def test_the_head_can_be_frozen_with_the_body_parts():
+    import torch
+
+    from training.fit.train import Freeze
+
+    body = torch.nn.Sequential(*[torch.nn.Conv2d(1, 1, 1) for _ in range(8)])
+    net = torch.nn.Sequential(body, torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    freeze = Freeze(["layer4", "head"])
+    freeze.learn = SimpleNamespace(model=net)
+    freeze.before_fit()
+    assert not any(p.requires_grad for p in net[1].parameters())
+    assert not any(p.requires_grad for p in body[7].parameters())
+    assert all(p.requires_grad for m in body[:7] for p in m.parameters())
+
+
+def test_the_stand_ins_summary_gives_means_over_runs_and_the_classes_down_per_run():
+    def block(accuracy: float, recall: dict) -> dict:
+        return {"accuracy": accuracy, "recall": {c: recall.get(c, 0.5) for c in CLASSES}}
+
+    def run(seed: int, contempt: float, gain: float) -> dict:
+        check = {"before": block(0.85, {}), "after": block(0.84, {"Contempt": contempt})}
+        return {
+            "seed": seed,
+            "card": {"check": check},
+            "test": {"before": {"accuracy": 0.6}, "after": {"accuracy": 0.6 + gain}},
+            "absent": {"after": {"accuracy": 0.7}},
+        }
+
+    text = standin.summary([run(0, 0.375, 0.05), run(1, 0.5, 0.07)])
+    assert "FER+ Valid -1.00 points (worst -1.00)" in text
+    assert "Contempt -6.2" in text and "Anger +0.0" in text
+    assert "per run: [1, 0]" in text
+    assert "stand-in other people +6.0 points (+5.0 to +7.0)" in text and "look 70%" in text
 
 
 def test_warnings_name_absent_classes_and_lost_points():
@@ -221,6 +274,12 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     fine-tuned on shifted FER+ training faces of seven classes (no Neutral): Neutral's recall on
     a subset of FER+ Valid stays within 5 points."""
     train_root, _ = standin.build(tmp_path / "standin", 56, 0, seed=1, ferplus=FERPLUS)
+    # the other people's faces are listed for --replay-exclude, the folder's are not
+    tested = set((tmp_path / "standin" / standin.EXCLUDE).read_text().split())
+    other = tmp_path / "standin" / "other-people"
+    assert len(tested) == standin.ABSENT_TEST  # no test faces of the seven here (0 asked)
+    assert {p.name.split("_", 1)[1] for p in other.rglob("*.png")} == tested
+    assert not {p.name.split("_", 1)[1] for p in train_root.rglob("*.png")} & tested
     out = tmp_path / "mine.onnx"
     weights = shipped.weights(MODEL, FERPLUS / "FER2013Train")
     finetune.main(["--data", str(train_root), "--out", str(out), "--weights", str(weights),
@@ -233,17 +292,21 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     assert check["after"]["per_class"]["Neutral"] > 100  # the subset holds enough Neutral faces
     was, now = check["before"]["recall"]["Neutral"], check["after"]["recall"]["Neutral"]
     assert now >= was - 0.05, (was, now)
-    given_back = card["absent_classes"]["share_of_answers"]["Neutral"]
+    given_back = card["class_shares"]["share_of_answers"]["Neutral"]
     assert abs(given_back["shifted"] - given_back["original"]) < 0.005
     # fine-tuning had moved Neutral's share of answers (rarer with the old defaults, more
     # common with the early layers trained); the shift brought it back
     moved = abs(given_back["fine_tuned"] - given_back["original"])
     assert moved > abs(given_back["shifted"] - given_back["original"]) + 0.002
-    assert card["average"] == 0.5 and card["refit_bn"] and card["frozen"] == ["stem"]
-    # half the replay faces (training, and the sample the shift is fitted on) in the folder's
-    # look: the stand-in's faces are blurred, so the look's blur is not 0
+    assert card["average"] == 0.5 and card["refit_bn"]
+    assert card["frozen"] == ["stem", "layer4", "head"]
+    # half the replay faces in the folder's look while training: the stand-in's faces are
+    # blurred, so the look's blur is not 0; every class's share given back on FER+'s own look
     assert card["replay"]["in_your_look"] == 0.5 and card["replay"]["look"]["blur"] > 0
-    assert "50% of them in your folder's look" in card["absent_classes"]["method"]
+    shares = card["class_shares"]
+    assert set(shares["shift"]) == set(CLASSES) and "your folder's look" not in shares["method"]
+    for name, share in shares["share_of_answers"].items():
+        assert abs(share["shifted"] - share["original"]) < 0.01, name
     assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
     # the shipped model computes in int8, so the new one does too (and was measured so)
     stored = json.loads(out.with_suffix(".json").read_text())["quantization"]

@@ -18,9 +18,13 @@ What keeps the model reading everything else:
 - with replay, a share of the replay faces shown in your folder's look (--replay-look: its
   tone and sharpness, training.adapt.look), so that faces from your camera are not only the
   classes your folder has (a folder without Neutral would teach that they are never Neutral);
-- with replay, the new weights averaged with the start's (--average 0.5) and every
-  BatchNorm's statistics measured again on your faces and as many FER+ faces (--refit-bn):
-  the early layers then train too (only the stem frozen) and distillation is off;
+- with replay, layer1 to layer3 train (your camera and light are learnt there) while the stem,
+  layer4 and the head, where the classes are told apart, stay as loaded (--frozen); the new
+  weights are averaged with the start's (--average 0.5) and every BatchNorm's statistics
+  measured again on your faces and as many FER+ faces (--refit-bn); distillation is off;
+- with replay, every class given back its share of answers on FER+ faces (--shift-classes
+  all): one logit shift per class, fitted on FER+ training faces, so that your folder's class
+  mix (a class it lacks, a rare one it is rich in) does not move how often each is named;
 - without replay, the stem, layer1 and layer2 stay frozen; the learning rate is low.
 
 Writes a new ONNX file (computing in int8 when the start does, as the shipped model does:
@@ -65,8 +69,8 @@ FERPLUS = Path("../shared/data/ferplus")
 WARN_POINTS = 5.0  # a class that loses more than this on the check set is named
 ABSENT = -20.0  # logit offset that takes a class out of the user's faces' softmax
 REPLAY_BALANCE = 0.0  # measured: 0.5 and 1 kept no class better on the stand-in (README)
-# FER+ training faces on which the classes a folder lacks are given back the share of answers
-# the original model gave them (absent_class_shift); the fine-tune draws few of them.
+# FER+ training faces on which every class is given back the share of answers the original
+# model gave it (class_share_shift); the fine-tune draws few of them.
 SHIFT_SAMPLE = 2000
 INT8_FACES = 512  # faces whose activations set the int8 ranges (as the shipped model's)
 
@@ -106,6 +110,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="share of the replay faces shown in your folder's look (its tone and sharpness,\n"
         "training.adapt.look): every class, Neutral too, in your camera's look; default 0.5\n"
         "with replay",
+    )
+    p.add_argument(
+        "--shift-look",
+        type=float,
+        default=0.0,
+        help="share of the FER+ faces the class shift is fitted on shown in your folder's look\n"
+        "(0: as FER+ has them, whose shares of answers the shift gives back)",
+    )
+    p.add_argument(
+        "--shift-classes",
+        choices=("absent", "all"),
+        default="all",
+        help="classes whose share of answers on FER+ faces is given back after fine-tuning\n"
+        "(with replay): every class, or only those your folder lacks",
+    )
+    p.add_argument(
+        "--replay-exclude",
+        type=Path,
+        help="a text file of image file names (one a line) kept out of the replay faces:\n"
+        "faces your folder or your test set was made from",
     )
     p.add_argument(
         "--replay-balance",
@@ -170,7 +194,7 @@ def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
     replayed = args.replay is not None
     defaults = {
         "distill": 0.0 if replayed else 0.5,
-        "frozen": ["stem"] if replayed else ["stem", "layer1", "layer2"],
+        "frozen": ["stem", "layer4", "head"] if replayed else ["stem", "layer1", "layer2"],
         "average": 0.5 if replayed else 1.0,
         "refit_bn": replayed,
         "replay_look": 0.5 if replayed else 0.0,
@@ -369,7 +393,10 @@ def fine_tune(
             model,
             loss_func=loss,
             path=Path(scratch),
-            cbs=[BFloat16Autocast(), *([Freeze(args.frozen)] if args.frozen else [])],
+            cbs=[
+                BFloat16Autocast(),
+                *([Freeze(args.frozen)] if args.frozen else []),
+            ],
         )
         with learn.no_bar(), learn.no_logging():
             learn.fit_one_cycle(1, args.lr)  # one pass over `order`: all epochs, one cycle
@@ -420,18 +447,19 @@ def refit_batchnorm(
     model.eval()
 
 
-def absent_class_shift(
-    new_logits: np.ndarray, old_logits: np.ndarray, absent: list[int], rounds: int = 4
+def class_share_shift(
+    new_logits: np.ndarray, old_logits: np.ndarray, classes: list[int], rounds: int = 4
 ) -> np.ndarray:
-    """Per class the folder lacks, the logit shift that makes the new model name it as often as
-    the original did on the same faces. Nothing taught the new model how often such a class
-    occurs, while the folder's faces taught it to answer something else for faces that look
-    alike (a dim sad face is Sadness, not Neutral); this restores the class's share of
-    answers and nothing else. Classes the folder has keep 0."""
+    """Per class in `classes`, the logit shift that makes the new model name it as often as the
+    original did on the same faces; the other classes keep 0. A folder's class mix is not
+    FER+'s (a class it lacks, 8% Contempt where FER+ has 0.6%), and fine-tuning on it moves
+    how often each class wins on everyone's faces: a class the folder lacks is named less
+    (its faces taught that a dim sad face is Sadness, not Neutral), one it is rich in more.
+    This gives each class back its share of answers and changes nothing else."""
     shift = np.zeros(new_logits.shape[1])
-    wanted = {c: float(np.mean(old_logits.argmax(1) == c)) for c in absent}
+    wanted = {c: float(np.mean(old_logits.argmax(1) == c)) for c in classes}
     for _ in range(rounds):  # each class's share moves with the others' shifts: a few sweeps
-        for c in absent:
+        for c in classes:
             low, high = -10.0, 10.0
             for _ in range(30):  # the share grows with the shift: bisect
                 shift[c] = (low + high) / 2
@@ -441,28 +469,29 @@ def absent_class_shift(
     return shift
 
 
-def give_back_absent(
+def give_back_shares(
     args: argparse.Namespace,
     model: torch.nn.Module,
     tuned: ModelCard,
     replay: list[readers.Face],
-    absent: list[int],
+    classes: list[int],
     before: Path,
     seen: look.Look | None = None,
 ) -> dict:
-    """Shift the absent classes' logits (absent_class_shift, on SHIFT_SAMPLE replay faces) and
-    export args.out again with the shift in its offset; the card's logit_adjustment records it.
-    """
+    """Shift the logits of `classes` (class_share_shift, on SHIFT_SAMPLE replay faces, a share
+    args.shift_look of them in the folder's look) and export args.out again with the shift in
+    its offset; the card's logit_adjustment records it."""
     rng = np.random.default_rng(args.seed)
     drawn = [ReplayFace(replay[i].path, replay[i].votes)
              for i in rng.permutation(len(replay))[:SHIFT_SAMPLE]]  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
-        if seen is not None:  # as in training: the class is given back in both looks
-            drawn = in_look(drawn, seen, args.replay_look, args.seed, Path(scratch))
+        sample_in_look = seen is not None and args.shift_look > 0
+        if sample_in_look:
+            drawn = in_look(drawn, seen, args.shift_look, args.seed, Path(scratch))
         sample = [face.path for face in drawn]
         new = file_logits(EmotionModel(args.out), sample)
         old = file_logits(EmotionModel(before), sample)
-    shift = absent_class_shift(new, old, absent)
+    shift = class_share_shift(new, old, classes)
     adjustment = tuned.details["logit_adjustment"]
     adjustment["class_shift"] = [round(float(v), 4) for v in shift]
     graph = export.exported_graph(model, bool(tuned.details.get("flip_tta", True)),
@@ -473,18 +502,18 @@ def give_back_absent(
         return round(float(np.mean(logits.argmax(1) == c)), 4)
 
     return {
-        "method": "each absent class's logit shifted so that the new model names it as often "
-        "as the original did on the same FER+ training faces (class_shift in logit_adjustment)"
-        + (f", {args.replay_look:.0%} of them in your folder's look" if seen else ""),
+        "method": "each class's logit shifted so that the new model names it as often as the "
+        "original did on the same FER+ training faces (class_shift in logit_adjustment)"
+        + (f", {args.shift_look:.0%} of them in your folder's look" if sample_in_look else ""),
         "faces": len(sample),
-        "shift": {CLASSES[c]: round(float(shift[c]), 4) for c in absent},
+        "shift": {CLASSES[c]: round(float(shift[c]), 4) for c in classes},
         "share_of_answers": {
             CLASSES[c]: {
                 "original": share(old, c),
                 "fine_tuned": share(new, c),
                 "shifted": share(new + shift, c),
             }
-            for c in absent
+            for c in classes
         },
     }
 
@@ -502,16 +531,20 @@ def in_int8(path: Path, card: ModelCard, faces: list[readers.Face], seed: int) -
         float_mb = exported.stat().st_size / 1e6
     return {
         "method": "ONNX Runtime static QDQ, per-channel int8 weights (reduce_range), uint8 "
-        f"activations, ranges from {len(ranges_from)} faces (training.ship.int8_compute)",
+        f"activations, ranges from {len(ranges_from)} faces, logits float "
+        "(training.ship.int8_compute, float_logits)",
         "float_mb": round(float_mb, 1),
         "int8_mb": round(path.stat().st_size / 1e6, 1),
     }
 
 
-def read_replay(path: Path | None) -> list[readers.Face]:
+def read_replay(path: Path | None, exclude: Path | None = None) -> list[readers.Face]:
     if path is None:
         return []
     faces, _ = readers.read_dataset(path)
+    if exclude is not None:
+        names = set(exclude.read_text().split())
+        faces = [f for f in faces if f.path.name not in names]
     return faces
 
 
@@ -537,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
             faces, labels, args.data, args.holdout, args.seed
         )
         readers.check_images(faces)
-        replay = read_replay(args.replay)
+        replay = read_replay(args.replay, args.replay_exclude)
         check = check_set(args) if args.check else None
     except readers.DataError as e:
         sys.exit(f"finetune: {e}")
@@ -601,6 +634,7 @@ def main(argv: list[str] | None = None) -> None:
             "share": args.replay_share,
             "balance": args.replay_balance,
             "in_your_look": args.replay_look,
+            "excluded": str(args.replay_exclude) if args.replay_exclude else None,
             "look": {"blur": seen.blur} if seen else None,
         }
         if replay
@@ -619,9 +653,10 @@ def main(argv: list[str] | None = None) -> None:
     tuned = dataclasses.replace(card, version=time.strftime("%Y%m%d") + "-ft", details=details)
     tuned.write(args.out.with_suffix(".json"))
     absent = [i for i, c in enumerate(CLASSES) if c not in counts["train"]]
-    if replay and absent:
-        details["fine_tuned"]["absent_classes"] = give_back_absent(
-            args, model, tuned, replay, absent, before_onnx, seen
+    shifted = list(range(len(CLASSES))) if args.shift_classes == "all" else absent
+    if replay and shifted:
+        details["fine_tuned"]["class_shares"] = give_back_shares(
+            args, model, tuned, replay, shifted, before_onnx, seen
         )
         tuned.write(args.out.with_suffix(".json"))
     # int8 by default when the start computes in int8 (its card's `quantization`)

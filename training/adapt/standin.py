@@ -1,6 +1,6 @@
 """Does `make finetune` forget? Measured on a stand-in for a user's own folder, built from FER+.
 
-    python -m training.adapt.standin [--faces 600] [finetune options, e.g. --replay none]
+    python -m training.adapt.standin [--faces 600] [--finetune-seeds 0 1 2] [finetune options]
 
 A user's small collection differs from FER2013 in camera, light and framing, lacks a class or
 two, and is labelled by one person. The stand-in, built at run time in a temporary folder
@@ -45,6 +45,7 @@ PEOPLE = 59
 # Other people's faces of the class the folder lacks (Neutral), in the folder's look: does
 # the fine-tuned model still say Neutral for a neutral face from the user's camera?
 ABSENT_TEST = 100
+EXCLUDE = "replay-exclude.txt"  # build's list of the other people's faces, --replay-exclude
 
 
 def shifted(path: Path) -> Image.Image:
@@ -105,7 +106,71 @@ def build(
             folder.mkdir(parents=True, exist_ok=True)
             person = rng.integers(PEOPLE)
             shifted(face.path).save(folder / f"person-{person:02d}_{face.path.stem}.png")
+    # The other people's faces are FER+ training faces: none may come back as a replay face
+    # (it would be seen, unshifted, while fine-tuning). The folder's own stay: FER+ Train
+    # holds only 116 Disgust and 120 Contempt faces by majority vote, and the folder takes 48
+    # of each (the other people 40 more), so leaving them out too would strip the replay of
+    # the rare classes as no user's folder can; a replay face is drawn a few times a run at
+    # most, the folder's every epoch.
+    tested = sorted(f.path.name for c, members in drawn.items() for f in members[counts[c] :])
+    (root / EXCLUDE).write_text("\n".join(tested) + "\n")
     return train_root, test_root
+
+
+def fine_tune_once(
+    root: Path, train_root: Path, test_root: Path, seed: int, rest: list[str]
+) -> dict:
+    """One finetune run on the stand-in (finetune's --seed `seed`), measured: its card's
+    check and held-out figures, and the other people's faces before and after."""
+    out = root / f"standin-{seed}.onnx"
+    started, cpu_started = time.time(), time.process_time()
+    finetune.main(["--data", str(train_root), "--out", str(out), "--seed", str(seed),
+                   "--replay-exclude", str(root / EXCLUDE), *rest])  # fmt: skip
+    wall, cpu = time.time() - started, time.process_time() - cpu_started
+    card = json.loads(out.with_suffix(".json").read_text())["fine_tuned"]
+    test_faces, test_labels = readers.read_folders(test_root)
+    test_labels = np.array(test_labels)
+    before = Path(card["from"].split("(")[-1].rstrip(")")).with_suffix(".onnx")
+    taught = np.isin(test_labels, [CLASSES.index(c) for c in SHARES])
+
+    def read(keep: np.ndarray) -> dict:
+        faces = [f for f, k in zip(test_faces, keep, strict=True) if k]
+        return {
+            "before": finetune.scores(before, faces, test_labels[keep]),
+            "after": finetune.scores(out, faces, test_labels[keep]),
+        }
+
+    return {"seed": seed, "card": card, "test": read(taught), "absent": read(~taught),
+            "wall": wall, "cpu": cpu}  # fmt: skip
+
+
+def summary(runs: list[dict]) -> str:
+    """Over several runs: FER+ Valid's change, each class's mean change there and how many
+    classes lost more than 5 points in each run, the stand-in's gain and the absent class's
+    recall in the folder's look."""
+
+    def change(run: dict, part: str, key: str, name: str | None = None) -> float:
+        before, after = run["card"]["check"]["before"], run["card"]["check"]["after"]
+        if part != "check":
+            before, after = run[part]["before"], run[part]["after"]
+        if name is None:
+            return 100 * (after[key] - before[key])
+        return 100 * (after[key][name] - before[key][name])
+
+    valid = [change(r, "check", "accuracy") for r in runs]
+    per_class = {c: np.mean([change(r, "check", "recall", c) for r in runs]) for c in CLASSES}
+    down = [sum(change(r, "check", "recall", c) < -finetune.WARN_POINTS for c in CLASSES)
+            for r in runs]  # fmt: skip
+    gain = [change(r, "test", "accuracy") for r in runs]
+    absent = [100 * r["absent"]["after"]["accuracy"] for r in runs]
+    return "\n".join([
+        f"over {len(runs)} runs (finetune --seed {', '.join(str(r['seed']) for r in runs)}):",
+        f"FER+ Valid {np.mean(valid):+.2f} points (worst {min(valid):+.2f}); per class "
+        + ", ".join(f"{c} {v:+.1f}" for c, v in per_class.items()),
+        f"classes more than {finetune.WARN_POINTS:g} points down, per run: {down}",
+        f"stand-in other people {np.mean(gain):+.1f} points ({min(gain):+.1f} to {max(gain):+.1f});"
+        f" the absent class in the folder's look {np.mean(absent):.0f}%",
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,7 +178,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--faces", type=int, default=600, help="training faces in the folder")
     p.add_argument("--test", type=int, default=40, help="other-people faces per class")
     p.add_argument("--absent", type=int, default=ABSENT_TEST, help="other people's Neutral faces")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the stand-in's draw")
+    p.add_argument(
+        "--finetune-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one fine-tune per seed (another held-out split and other replay draws each);\n"
+        "with several, their means are printed too",
+    )
     args, rest = p.parse_known_args(argv)
     if args.absent < 1:
         p.error("--absent: at least 1 face")
@@ -122,33 +195,22 @@ def main(argv: list[str] | None = None) -> None:
         train_root, test_root = build(
             root, args.faces, args.test, args.seed, absent_test=args.absent
         )
-        out = root / "standin.onnx"
-        started, cpu_started = time.time(), time.process_time()
-        finetune.main(["--data", str(train_root), "--out", str(out), *rest])
-        wall, cpu = time.time() - started, time.process_time() - cpu_started
-        card = json.loads(out.with_suffix(".json").read_text())["fine_tuned"]
-        test_faces, test_labels = readers.read_folders(test_root)
-        test_labels = np.array(test_labels)
-        weights = Path(card["from"].split("(")[-1].rstrip(")"))
-        taught = np.isin(test_labels, [CLASSES.index(c) for c in SHARES])
-        before = weights.with_suffix(".onnx")
-
-        def read(keep: np.ndarray) -> dict:
-            faces = [f for f, k in zip(test_faces, keep, strict=True) if k]
-            return {
-                "before": finetune.scores(before, faces, test_labels[keep]),
-                "after": finetune.scores(out, faces, test_labels[keep]),
-            }
-
-        test, absent = read(taught), read(~taught)
-    print(finetune.table(f"stand-in, other people ({args.test} per class)", **test))
-    print(finetune.table("the class the folder lacks, other people in its look", **absent))
-    print(markdown(card["check"], test, card["held_out"], absent))
-    print(
-        f"training: {card['wall_seconds']} s wall, {card['cpu_seconds']} s CPU "
-        f"({card['threads']} threads); finetune.main with its checks: {wall:.0f} s wall, "
-        f"{cpu:.0f} s CPU"
-    )
+        runs = [fine_tune_once(root, train_root, test_root, seed, rest)
+                for seed in args.finetune_seeds]  # fmt: skip
+    for run in runs:
+        card = run["card"]
+        print(f"finetune --seed {run['seed']}")
+        print(finetune.table(f"stand-in, other people ({args.test} per class)", **run["test"]))
+        print(finetune.table("the class the folder lacks, other people in its look",
+                             **run["absent"]))  # fmt: skip
+        print(markdown(card["check"], run["test"], card["held_out"], run["absent"]))
+        print(
+            f"training: {card['wall_seconds']} s wall, {card['cpu_seconds']} s CPU "
+            f"({card['threads']} threads); finetune.main with its checks: {run['wall']:.0f} s "
+            f"wall, {run['cpu']:.0f} s CPU"
+        )
+    if len(runs) > 1:
+        print(summary(runs))
 
 
 def markdown(check: dict, test: dict, held: dict, absent: dict) -> str:

@@ -202,7 +202,7 @@ class DeferredLogitAdjustment(Callback):
 
 # fastai's ResNet body: the stem (conv1, bn1, relu, maxpool), then four stages.
 PARTS = {"stem": slice(0, 4), "layer1": slice(4, 5), "layer2": slice(5, 6),
-         "layer3": slice(6, 7), "layer4": slice(7, 8)}  # fmt: skip
+         "layer3": slice(6, 7), "layer4": slice(7, 8), "head": None}  # fmt: skip
 
 
 class Freeze(Callback):
@@ -214,7 +214,8 @@ class Freeze(Callback):
         self.parts = parts
 
     def frozen(self) -> list[torch.nn.Module]:
-        return [self.learn.model[0][PARTS[part]] for part in self.parts]
+        body, head = self.learn.model[0], self.learn.model[1]  # fastai's vision_learner layout
+        return [head if PARTS[part] is None else body[PARTS[part]] for part in self.parts]
 
     def before_fit(self) -> None:
         for module in self.frozen():
