@@ -267,6 +267,11 @@ def test_warnings_name_absent_classes_and_lost_points():
     assert len(notes) == 2 and "no training faces of Neutral" in notes[0]
     assert "Neutral got worse" in notes[1] and "-6.0 points" in notes[1]  # Anger lost 4: no note
     assert finetune.warnings({c: 5 for c in CLASSES}, None) == []
+    # 3 faces of 60 is 5 points exactly: not more than 5, whatever float subtraction says
+    exactly = {"recall": {"Fear": 0.70}, "per_class": {"Fear": 60}}
+    assert (0.75 - 0.70) * 100 > 5.0  # the float trap
+    assert finetune.warnings({c: 5 for c in CLASSES},
+                             {"data": "V", "before": {"recall": {"Fear": 0.75}}, "after": exactly}) == []  # fmt: skip
 
 
 def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, capsys):

@@ -159,8 +159,9 @@ def summary(runs: list[dict]) -> str:
 
     valid = [change(r, "check", "accuracy") for r in runs]
     per_class = {c: np.mean([change(r, "check", "recall", c) for r in runs]) for c in CLASSES}
-    down = [sum(change(r, "check", "recall", c) < -finetune.WARN_POINTS for c in CLASSES)
-            for r in runs]  # fmt: skip
+    down = [sum(finetune.lost_more_than_allowed(r["card"]["check"]["before"]["recall"][c],
+                                                r["card"]["check"]["after"]["recall"][c])
+                for c in CLASSES) for r in runs]  # fmt: skip
     gain = [change(r, "test", "accuracy") for r in runs]
     absent = [100 * r["absent"]["after"]["accuracy"] for r in runs]
     return "\n".join([
