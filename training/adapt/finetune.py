@@ -399,10 +399,7 @@ def fine_tune(
             model,
             loss_func=loss,
             path=Path(scratch),
-            cbs=[
-                BFloat16Autocast(),
-                *([Freeze(args.frozen)] if args.frozen else []),
-            ],
+            cbs=[BFloat16Autocast(), *([Freeze(args.frozen)] if args.frozen else [])],
         )
         with learn.no_bar(), learn.no_logging():
             learn.fit_one_cycle(1, args.lr)  # one pass over `order`: all epochs, one cycle

@@ -85,11 +85,8 @@ def measured(model: Path, valid: Path) -> dict:
     served = EmotionModel(model)
     probs = served.probabilities(file_logits(served, [f.path for f in faces]))
     figures = metrics.scores(probs, labels, CLASSES)
-    return {
-        "int8_accuracy": figures["accuracy"],
-        "int8_mean_recall": figures["mean_recall"],
-        "int8_recall": figures["recall"],
-    }
+    values = (figures["accuracy"], figures["mean_recall"], figures["recall"])
+    return dict(zip(MEASURED, values, strict=True))
 
 
 def note_in_card(card_path: Path, pairs: int, figures: dict) -> None:
