@@ -138,6 +138,20 @@ def test_the_shipped_weights_are_rebuilt_once_per_model_file(tmp_path: Path, mon
     monkeypatch.setattr(onnx_weights, "rebuild_file", no_rebuild)
     assert shipped.weights(model) == weights  # cached: no faces needed any more
 
+    # Each call copies today's card; a fine-tune started beside this one must never read
+    # half of it: it is written under another name and renamed.
+    written = []
+    copy = shutil.copyfile
+    monkeypatch.setattr(
+        shutil, "copyfile", lambda src, dst: written.append(Path(dst)) or copy(src, dst)
+    )
+    assert shipped.weights(model) == weights
+    assert written and weights.with_suffix(".json") not in written
+    assert not list(weights.parent.glob("*.partial"))
+    assert json.loads(weights.with_suffix(".json").read_text()) == json.loads(
+        model.with_suffix(".json").read_text()
+    )
+
 
 def test_a_static_int8_export_rebuilds_the_network_its_weights_are(tmp_path: Path):
     """A file that computes in int8 (training.ship.int8_compute: every activation quantized too,

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -56,8 +57,12 @@ def weights(model: Path = SHIPPED, faces: Path | None = None) -> Path:
         folder = folder.relative_to(Path.cwd())
     copy, pth = folder / model.name, folder / model.with_suffix(".pth").name
     folder.mkdir(parents=True, exist_ok=True)
-    # The card may change without the weights (a recalibration): always today's.
-    shutil.copyfile(model.with_suffix(".json"), copy.with_suffix(".json"))
+    # The card may change without the weights (a recalibration): always today's. Copied under
+    # another name, then renamed: a fine-tune started beside this one reads a whole card.
+    card = copy.with_suffix(".json")
+    partial_card = card.with_name(f"{card.name}.{os.getpid()}.partial")
+    shutil.copyfile(model.with_suffix(".json"), partial_card)
+    partial_card.replace(card)
     if pth.is_file():
         return pth
     from training.fit import onnx_weights  # PyTorch: only when something is rebuilt
