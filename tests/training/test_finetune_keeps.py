@@ -161,6 +161,17 @@ def test_refitted_batchnorm_statistics_are_those_of_the_faces_given(tmp_path):
     assert net[1].running_var.item() == pytest.approx(pixels.var().item(), rel=0.05)
 
 
+def test_only_the_classes_the_folder_lacks_leave_the_loss_on_its_faces_unless_taught():
+    happy, sad = CLASSES.index("Happiness"), CLASSES.index("Sadness")
+    train = [readers.Face(Path(f"{i}.png"), tuple(float(c == i) for c in range(len(CLASSES))))
+             for i in (happy, sad)]  # fmt: skip
+    out = finetune.left_out_of_your_loss(train, taught=False)
+    assert out == [c not in (happy, sad) for c in range(len(CLASSES))]
+    assert not any(finetune.left_out_of_your_loss(train, taught=True))
+    replayed = finetune.parse_args(["--data", "d", "--out", "o.onnx", "--replay", "x"])
+    assert not replayed.teach_absent  # the default, with replay too
+
+
 def test_a_class_the_folder_lacks_is_not_pushed_down_by_the_users_faces():
     import torch
 
@@ -309,7 +320,7 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     # common with the early layers trained); the shift brought it back
     moved = abs(given_back["fine_tuned"] - given_back["original"])
     assert moved > abs(given_back["shifted"] - given_back["original"]) + 0.002
-    assert card["average"] == 0.5 and card["refit_bn"]
+    assert card["average"] == 0.5 and card["refit_bn"] and card["absent_out_of_your_loss"]
     assert card["frozen"] == ["stem", "layer4", "head"]
     # half the replay faces in the folder's look while training: the stand-in's faces are
     # blurred, so the look's blur is not 0; every class's share given back on FER+'s own look

@@ -12,9 +12,10 @@ What keeps the model reading everything else:
   (--replay, default ../shared/data/ferplus/FER2013Train when it is there);
 - distillation (without replay): your faces' targets are mixed with the original model's own
   predictions on them (--distill);
-- without replay, a class your folder lacks is left out of the loss on your faces (they
-  neither push it down nor up); the exported logit adjustment keeps FER+'s class prior
-  (your folder's would silence every class it lacks);
+- a class your folder lacks is left out of the loss on your faces (they neither push it
+  down nor up: your own neutral face stays Neutral; --teach-absent for the old way with
+  replay); the exported logit adjustment keeps FER+'s class prior (your folder's would
+  silence every class it lacks);
 - with replay, a share of the replay faces shown in your folder's look (--replay-look: its
   tone and sharpness, training.adapt.look), so that faces from your camera are not only the
   classes your folder has (a folder without Neutral would teach that they are never Neutral);
@@ -137,6 +138,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=REPLAY_BALANCE,
         help="draw replay faces with weight prior^-x: 0 as FER+ has them, 1 every class alike\n"
         "(the rare classes, which a small folder's faces pull most, then keep their FER+ faces)",
+    )
+    p.add_argument(
+        "--teach-absent",
+        action="store_true",
+        help="with replay, let your faces teach that they are none of the classes your folder\n"
+        "lacks (the default before 2026-12-07: your folder's classes gain on faces like yours,\n"
+        "and your own faces of a lacking class are named less; training/README.md)",
     )
     p.add_argument(
         "--distill",
@@ -363,6 +371,15 @@ class SourcedLoss(torch.nn.Module):
         return -(votes * torch.log_softmax(logits + offset, dim=1)).sum(dim=1).mean()
 
 
+def left_out_of_your_loss(train: list[readers.Face], taught: bool) -> list[bool]:
+    """Per class, whether it is out of the loss on the user's faces: a class the folder lacks,
+    unless `taught` (--teach-absent, with replay). The user's faces say nothing about it;
+    taught, a folder without Neutral teaches that faces from its camera are never Neutral,
+    the user's own neutral face included (the stand-in's: 81% -> 63%, against 82% left out;
+    training/README.md)."""
+    return [not taught and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
+
+
 def fine_tune(
     args: argparse.Namespace,
     card: ModelCard,
@@ -375,10 +392,7 @@ def fine_tune(
     # FER+'s prior, as the model was trained: the user's folder would give the classes it
     # lacks a prior near 0, and the exported offset would then never let them win.
     prior = adjustment.get("prior") or readers.class_prior(replay or train)
-    # Without replay nothing else speaks for a class the folder lacks: take it out of the loss
-    # on the user's faces. With replay, FER+ faces keep it, and the user's faces may teach
-    # that theirs are not it (a dim sad face is Sadness, not Neutral), which is the point.
-    absent = [not replay and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
+    absent = left_out_of_your_loss(train, taught=bool(args.teach_absent and replay))
     weights = replay_weights(replay, prior, args.replay_balance)
     replay_prior = drawn_prior(replay, weights) if replay else None
     loss = SourcedLoss(prior, adjustment.get("train_tau", 0.0), absent, replay_prior)
@@ -643,6 +657,7 @@ def main(argv: list[str] | None = None) -> None:
         if replay
         else None,
         "distill": args.distill,
+        "absent_out_of_your_loss": not (args.teach_absent and replay),
         "frozen": args.frozen,
         "average": args.average,
         "refit_bn": args.refit_bn,
