@@ -375,8 +375,8 @@ def left_out_of_your_loss(train: list[readers.Face], taught: bool) -> list[bool]
     """Per class, whether it is out of the loss on the user's faces: a class the folder lacks,
     unless `taught` (--teach-absent, with replay). The user's faces say nothing about it;
     taught, a folder without Neutral teaches that faces from its camera are never Neutral,
-    the user's own neutral face included (the stand-in's: 81% -> 63%, against 82% left out;
-    training/README.md)."""
+    the user's own neutral face included (the stand-in's, seed 0: 81% -> 65% taught, 84% left
+    out; training/README.md, "Your own Neutral kept")."""
     return [not taught and not any(f.votes[i] for f in train) for i in range(len(CLASSES))]
 
 

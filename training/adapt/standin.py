@@ -138,15 +138,16 @@ def fine_tune_once(
     before = Path(card["from"].split("(")[-1].rstrip(")")).with_suffix(".onnx")
     taught = np.isin(test_labels, [CLASSES.index(c) for c in SHARES])
 
+    def chosen(keep: np.ndarray) -> list[readers.Face]:
+        return [f for f, k in zip(test_faces, keep, strict=True) if k]
+
     def read(keep: np.ndarray) -> dict:
-        faces = [f for f, k in zip(test_faces, keep, strict=True) if k]
         return {
-            "before": finetune.scores(before, faces, test_labels[keep]),
-            "after": finetune.scores(out, faces, test_labels[keep]),
+            "before": finetune.scores(before, chosen(keep), test_labels[keep]),
+            "after": finetune.scores(out, chosen(keep), test_labels[keep]),
         }
 
-    faces = [f for f, k in zip(test_faces, taught, strict=True) if k]
-    never_absent = {when: never_naming_absent(path, faces, test_labels[taught])
+    never_absent = {when: never_naming_absent(path, chosen(taught), test_labels[taught])
                     for when, path in (("before", before), ("after", out))}  # fmt: skip
     return {"seed": seed, "card": card, "test": read(taught), "absent": read(~taught),
             "never_absent": never_absent, "wall": wall, "cpu": cpu}  # fmt: skip
