@@ -332,10 +332,20 @@ def test_a_class_the_folder_lacks_keeps_its_recall_on_ferplus_valid(tmp_path, ca
     assert card["split"] == "person" and "Neutral" not in card["faces"]["train"]
     # the shipped model computes in int8, so the new one does too (and was measured so)
     stored = json.loads(out.with_suffix(".json").read_text())["quantization"]
-    assert stored["int8_mb"] == pytest.approx(out.stat().st_size / 1e6, abs=0.05)
     assert stored["int8_mb"] < stored["float_mb"] / 3
-    nodes = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= nodes
+    nodes = onnx.load(str(out)).graph.node
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in nodes}
+    # routed: the shipped file as it is, the fine-tuned one and the gate, in one file; the
+    # gate sends the folder's held-out faces (the stand-in's look) to the fine-tuned network
+    # and other FER+ faces to the original
+    routing = card["routing"]
+    assert routing["sent_to_fine_tuned"]["your_held_out"] >= 0.9
+    assert routing["sent_to_fine_tuned"]["fer_not_fitted_on"] <= 0.05
+    assert stored["int8_mb"] == pytest.approx(routing["fine_tuned_alone_mb"], abs=0.05)
+    assert routing["routed_mb"] == pytest.approx(out.stat().st_size / 1e6, abs=0.05)
+    shipped_nodes = len(onnx.load(str(MODEL)).graph.node)
+    assert sum(n.name.startswith("original/") for n in nodes) == shipped_nodes
+    assert {n.name.split("/")[0] for n in nodes if "/" in n.name} >= {"original", "tuned", "gate"}
     assert sum(card["faces"]["train"].values()) + sum(card["faces"]["held_out"].values()) == 56
 
 

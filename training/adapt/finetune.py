@@ -43,6 +43,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 import tempfile
@@ -50,13 +51,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from fastai.vision.all import Learner
 from PIL import Image
 
 from emotion.card import CLASSES, ModelCard
 from emotion.model import EmotionModel
-from training.adapt import look
+from training.adapt import look, route
 from training.data import holdout, readers
 from training.fit import export, pipeline, shipped
 from training.fit.train import PARTS, BFloat16Autocast, Freeze, seed_everything
@@ -74,6 +76,10 @@ REPLAY_BALANCE = 0.0  # measured: 0.5 and 1 kept no class better on the stand-in
 # model gave it (class_share_shift); the fine-tune draws few of them.
 SHIFT_SAMPLE = 2000
 INT8_FACES = 512  # faces whose activations set the int8 ranges (as the shipped model's)
+GATE_FACES = 1000  # FER+ faces the route's gate is fitted on, and as many more it is tried on
+# a gate that sends fewer of the held-out faces to the fine-tuned network, or more FER+ faces,
+# does not tell your camera from everyone else's: said in plain words
+ROUTE_WARN = {"your_held_out": 0.8, "fer_not_fitted_on": 0.1}
 
 
 def ferplus_split(name: str) -> Path | None:
@@ -174,6 +180,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "default on with replay (it needs replay faces)",
     )
     p.add_argument(
+        "--route",
+        action=argparse.BooleanOptionalAction,
+        help="write both networks and a gate that reads faces like your folder's with the\n"
+        "fine-tuned one and every other face with the original (training.adapt.route); twice\n"
+        "the time and the file; default on with replay (the gate is fitted against its faces)",
+    )
+    p.add_argument(
         "--check",
         type=optional_path,
         default=ferplus_split("FER2013Valid"),
@@ -206,12 +219,15 @@ def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
         "average": 0.5 if replayed else 1.0,
         "refit_bn": replayed,
         "replay_look": 0.5 if replayed else 0.0,
+        "route": replayed,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.refit_bn and not replayed:
         sys.exit("finetune: --refit-bn needs replay faces (--replay)")
+    if args.route and not replayed:
+        sys.exit("finetune: --route needs replay faces (--replay): the gate is fitted against them")
     return args
 
 
@@ -535,6 +551,62 @@ def give_back_shares(
     }
 
 
+def routed(
+    args: argparse.Namespace,
+    tuned: ModelCard,
+    train: list[readers.Face],
+    held: list[readers.Face],
+    replay: list[readers.Face],
+    original: Path,
+) -> dict:
+    """args.out (the fine-tuned network's file) written again as a routed model
+    (training.adapt.route): `original`, the start's file as it is, the fine-tuned file, and a
+    gate fitted on `train` against GATE_FACES replay faces; how it routes is measured on
+    `held` and as many other replay faces."""
+    rng = np.random.default_rng(args.seed)
+    drawn = [replay[i] for i in rng.permutation(len(replay))[: 2 * GATE_FACES]]
+    fitted_on, tried_on = drawn[:GATE_FACES], drawn[GATE_FACES:]
+    gate = route.fit_gate(export.load_shipped(args.weights), train, fitted_on, tuned)
+    shares = {"your_held_out": route.routed_share(gate, held, tuned),
+              "fer_not_fitted_on": route.routed_share(gate, tried_on, tuned)}  # fmt: skip
+    fine_tuned_mb = args.out.stat().st_size / 1e6
+    with tempfile.TemporaryDirectory() as scratch:
+        gate_file = Path(scratch) / "gate.onnx"
+        export.export_onnx(gate, tuned.input_size, gate_file)
+        model = route.combined(*(onnx.load(str(f)) for f in (original, args.out, gate_file)))
+    written = args.out.with_name(f"{args.out.stem}.{os.getpid()}.partial")  # then renamed:
+    onnx.save(model, str(written))  # a half-written file never takes args.out's name
+    written.replace(args.out)
+    return {
+        "method": "logits = original + g * (fine_tuned - original); g a logistic regression on "
+        "the original's stem and layer1 (per channel mean and spread), fitted on your training "
+        "faces against FER+ training faces (training.adapt.route)",
+        "original": str(original),
+        "gate_faces": {"yours": len(train), "fer": len(fitted_on)},
+        "sent_to_fine_tuned": {k: round(v, 4) for k, v in shares.items()},
+        "faces_tried": {"your_held_out": len(held), "fer_not_fitted_on": len(tried_on)},
+        "fine_tuned_alone_mb": round(fine_tuned_mb, 1),
+        "routed_mb": round(args.out.stat().st_size / 1e6, 1),
+    }
+
+
+def route_warnings(routing: dict | None) -> list[str]:
+    if not routing:
+        return []
+    sent = routing["sent_to_fine_tuned"]
+    notes = []
+    if sent["your_held_out"] < ROUTE_WARN["your_held_out"]:
+        notes.append(f"the route sends only {sent['your_held_out']:.0%} of your held-out faces to "
+                     "the fine-tuned network: it barely tells your camera from FER+'s faces, so "
+                     "faces like yours are often read as before (--no-route: the fine-tuned "
+                     "network alone)")  # fmt: skip
+    if sent["fer_not_fitted_on"] > ROUTE_WARN["fer_not_fitted_on"]:
+        share = sent["fer_not_fitted_on"]
+        notes.append(f"the route sends {share:.0%} of other FER+ faces to the fine-tuned "
+                     "network: other people's faces may be read differently now")  # fmt: skip
+    return notes
+
+
 def in_int8(path: Path, card: ModelCard, faces: list[readers.Face], seed: int) -> dict:
     """`path`'s float export replaced by the same network computing in int8, as the shipped
     model does (training.ship.int8_compute's static QDQ, activation ranges from INT8_FACES of
@@ -604,6 +676,9 @@ def main(argv: list[str] | None = None) -> None:
 
     args.weights = args.weights or shipped.weights(SHIPPED, args.replay or args.data)
     card = ModelCard.read(args.weights.with_suffix(".json"))
+    if args.route and (card.details.get("fine_tuned") or {}).get("routing"):
+        sys.exit(f"finetune: {args.weights} is one side of a routed model; start from the shipped "
+                 "model, or pass --no-route")  # fmt: skip
     before_onnx = args.weights.with_suffix(".onnx")
     before = scores(before_onnx, held, held_labels)
     check_before = scores(before_onnx, *check) if check else None
@@ -677,9 +752,16 @@ def main(argv: list[str] | None = None) -> None:
             args, model, tuned, replay, shifted, before_onnx, seen
         )
         tuned.write(args.out.with_suffix(".json"))
+    calibration = replay or train
+    if args.route:  # the fine-tuned network reads faces like yours: its ranges from both kinds
+        rng = np.random.default_rng(args.seed)
+        calibration = train + [replay[i] for i in rng.permutation(len(replay))[: len(train)]]
     # int8 by default when the start computes in int8 (its card's `quantization`)
     if "quantization" in card.details if args.int8 is None else args.int8:
-        details["quantization"] = in_int8(args.out, tuned, replay or train, args.seed)
+        details["quantization"] = in_int8(args.out, tuned, calibration, args.seed)
+        tuned.write(args.out.with_suffix(".json"))
+    if args.route:
+        details["fine_tuned"]["routing"] = routed(args, tuned, train, held, replay, before_onnx)
         tuned.write(args.out.with_suffix(".json"))
 
     after = scores(args.out, held, held_labels)
@@ -688,6 +770,7 @@ def main(argv: list[str] | None = None) -> None:
         after_check = scores(args.out, *check)
         checked = {"data": str(args.check), "before": check_before, "after": after_check}
     notes = warnings(counts["train"], checked)
+    notes += route_warnings(details["fine_tuned"].get("routing"))
     details["fine_tuned"].update(held_out={"before": before, "after": after}, check=checked,
                                  warnings=notes)  # fmt: skip
     tuned.write(args.out.with_suffix(".json"))
