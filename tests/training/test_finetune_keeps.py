@@ -367,3 +367,24 @@ def test_never_naming_the_absent_class_turns_only_its_answers():
     expected = np.mean(np.where(first == neutral, second, first) == labels)
     assert standin.never_naming_absent(MODEL, faces, labels) == pytest.approx(expected)
     assert expected >= np.mean(first == labels)  # it can only turn a wrong answer right
+
+
+def test_the_posed_stand_in_shows_each_face_as_one_of_its_people_and_tests_on_others(tmp_path):
+    """--kind posed: the folder's faces and the other people's come from different people of
+    the set, each face posed by its person (toward a neutral face) through their camera."""
+    train_root, test_root = standin.build(tmp_path / "posed", 56, 3, seed=2, ferplus=FERPLUS,
+                                          absent_test=2, kind="posed")  # fmt: skip
+    people = {part: {int(p.name.split("_")[0].split("-")[1]) for p in root.rglob("*.png")}
+              for part, root in (("folder", train_root), ("other", test_root))}  # fmt: skip
+    assert people["folder"] and max(people["folder"]) < standin.PEOPLE
+    assert min(people["other"]) >= standin.PEOPLE
+    assert len(list(train_root.rglob("*.png"))) == 56
+    assert not (train_root / "neutral").exists()
+    assert len(list((test_root / "neutral").glob("*"))) == 2
+    # each person poses and films in their own way: two renderings of one face differ
+    faces, labels = readers.read_ferplus(FERPLUS / "FER2013Train")
+    posed = standin.Posed(faces[:2000], labels[:2000], seed=2)
+    anger = next(f for f, lab in zip(faces, labels, strict=True) if lab == CLASSES.index("Anger"))
+    first, second = (np.asarray(posed.render(anger.path, CLASSES.index("Anger"), p), np.float32)
+                     for p in (0, 1))  # fmt: skip
+    assert first.shape == second.shape and np.abs(first - second).mean() > 3

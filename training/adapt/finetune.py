@@ -26,7 +26,12 @@ What keeps the model reading everything else:
 - with replay, every class given back its share of answers on FER+ faces (--shift-classes
   all): one logit shift per class, fitted on FER+ training faces, so that your folder's class
   mix (a class it lacks, a rare one it is rich in) does not move how often each is named;
-- without replay, the stem, layer1 and layer2 stay frozen; the learning rate is low.
+- without replay, the stem, layer1 and layer2 stay frozen; the learning rate is low;
+- with replay, routing (--route, training.adapt.route): the written file holds the start's
+  file as it is, the fine-tuned network and a gate fitted on your faces against FER+ faces;
+  a face like yours is read by the fine-tuned network, any other by the original, so
+  everyone else's faces keep their reading (for twice the time and the file; --no-route
+  writes the fine-tuned network alone).
 
 Writes a new ONNX file (computing in int8 when the start does, as the shipped model does:
 --int8), its weights and card to --out (never the shipped model unless --overwrite), and

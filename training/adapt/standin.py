@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from bench.personal import Person
 from emotion.card import CLASSES
 from emotion.model import EmotionModel
 from training.adapt import finetune
@@ -47,6 +49,8 @@ from training.measure.evaluate import file_logits
 SHARES = {"Happiness": 0.2, "Surprise": 0.18, "Sadness": 0.18, "Anger": 0.18, "Fear": 0.1,
           "Disgust": 0.08, "Contempt": 0.08}  # fmt: skip
 PEOPLE = 59
+OTHER_PEOPLE = 20  # --kind posed: the other people's faces are theirs
+NEUTRAL = CLASSES.index("Neutral")
 # Other people's faces of the class the folder lacks (Neutral), in the folder's look: does
 # the fine-tuned model still say Neutral for a neutral face from the user's camera?
 ABSENT_TEST = 100
@@ -82,6 +86,26 @@ def draw(
     return chosen
 
 
+class Posed:
+    """--kind posed: each face shown by one of the set's people (bench.personal's Person, its
+    `posed` intensities: anger, contempt and fear far toward a neutral face, as the shipped
+    model misreads real posed faces) through that person's own camera. The folder's people
+    and the other people are different ones."""
+
+    def __init__(self, train: list[readers.Face], labels: list[int | None], seed: int):
+        neutral = [f.path for f, lab in zip(train, labels, strict=True) if lab == NEUTRAL]
+        grey = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in neutral]
+        self.resting = Image.fromarray(np.mean(grey, axis=0).round().astype(np.uint8))
+        rng = random.Random(seed)
+        self.people = [Person.draw(rng, neutral, False, "posed")
+                       for _ in range(PEOPLE + OTHER_PEOPLE)]  # fmt: skip
+
+    def render(self, path: Path, label: int, person: int) -> Image.Image:
+        with Image.open(path) as im:
+            face = im.convert("L")
+        return self.people[person].see(face, label, self.resting)
+
+
 def build(
     root: Path,
     faces_total: int,
@@ -89,11 +113,14 @@ def build(
     seed: int,
     ferplus: Path = finetune.FERPLUS,
     absent_test: int = ABSENT_TEST,
+    kind: str = "camera",
 ) -> tuple[Path, Path]:
     """The stand-in's training folder and its other-people folder, under `root`; the
     other people's folder also holds `absent_test` faces of each class the training folder
-    lacks (Neutral), in the same look."""
+    lacks (Neutral), in the same look. `kind`: "camera", one fixed shift on every face
+    (`shifted`), or "posed", each face as one of the set's people poses it (Posed)."""
     faces, labels = readers.read_ferplus(ferplus / "FER2013Train")
+    posed = Posed(faces, labels, seed) if kind == "posed" else None
     counts = {c: round(faces_total * s) for c, s in SHARES.items()}
     counts["Happiness"] += faces_total - sum(counts.values())
     # The folder's classes first, in SHARES' order (the draws, and so every stand-in figure
@@ -110,7 +137,12 @@ def build(
             folder = (test_root if test else train_root) / name.lower()
             folder.mkdir(parents=True, exist_ok=True)
             person = rng.integers(PEOPLE)
-            shifted(face.path).save(folder / f"person-{person:02d}_{face.path.stem}.png")
+            if posed is None:
+                image = shifted(face.path)
+            else:  # the other people are not the folder's
+                person = PEOPLE + rng.integers(OTHER_PEOPLE) if test else person
+                image = posed.render(face.path, CLASSES.index(name), person)
+            image.save(folder / f"person-{person:02d}_{face.path.stem}.png")
     # The other people's faces are FER+ training faces: none may come back as a replay face
     # (it would be seen, unshifted, while fine-tuning). The folder's own stay: FER+ Train
     # holds only 116 Disgust and 120 Contempt faces by majority vote, and the folder takes 48
@@ -210,6 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--absent", type=int, default=ABSENT_TEST, help="other people's Neutral faces")
     p.add_argument("--seed", type=int, default=0, help="the stand-in's draw")
     p.add_argument(
+        "--kind",
+        choices=("camera", "posed"),
+        default="camera",
+        help="camera: one fixed shift on every face (light, blur, framing); posed: each face as\n"
+        "one of 59 people poses it through their own camera, anger, contempt and fear far\n"
+        "toward a neutral face (bench.personal's posed people), other people's by others",
+    )
+    p.add_argument(
         "--finetune-seeds",
         type=int,
         nargs="+",
@@ -223,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         train_root, test_root = build(
-            root, args.faces, args.test, args.seed, absent_test=args.absent
+            root, args.faces, args.test, args.seed, absent_test=args.absent, kind=args.kind
         )
         runs = [fine_tune_once(root, train_root, test_root, seed, rest)
                 for seed in args.finetune_seeds]  # fmt: skip
