@@ -788,6 +788,13 @@ def main(argv: list[str] | None = None) -> None:
         print(table(f"other people: {args.check}", check_before, checked["after"]))
     else:
         print("No check set (--check none): nothing measures what the model may have forgotten.")
+    routing = details["fine_tuned"].get("routing")
+    if routing:
+        sent = routing["sent_to_fine_tuned"]
+        print(f"routed ({routing['routed_mb']} MB): the fine-tuned network reads "
+              f"{sent['your_held_out']:.0%} of your held-out faces and "
+              f"{sent['fer_not_fitted_on']:.1%} of {routing['faces_tried']['fer_not_fitted_on']} "
+              "other FER+ faces; the original reads the rest")  # fmt: skip
     for note in notes:
         print(f"WARNING: {note}")
     print(json.dumps({"out": str(args.out), "before": before, "after": after, "check": checked,

@@ -18,6 +18,11 @@ two, and is labelled by one person. The stand-in, built at run time in a tempora
   (Neutral) in the same look: does the new model still say Neutral for a neutral face from
   the user's camera? It is reported apart, so that the seven classes' figures stay as before.
 
+`--kind posed` shows the same drawn faces otherwise: each as one of the set's 59 people poses
+it (bench.personal's posed people: anger, contempt and fear far toward a neutral face, which
+the shipped model reads mostly as Neutral, as it read the issue's real posed faces) through
+that person's own camera; the other people's faces are posed by 20 others.
+
 It fine-tunes the shipped model on it with training.adapt.finetune (the options after ours go to
 finetune) and prints per class: FER+ Valid before and after, and the stand-in's test faces
 before and after. The other people's faces of the seven classes hold no Neutral face, so a
