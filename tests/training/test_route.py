@@ -57,6 +57,7 @@ def test_the_gate_tells_one_cameras_look_from_ferplus_faces(looks, gate):
     card = ModelCard.read(MODEL.with_suffix(".json"))
     assert route.routed_share(gate, looks["yours_held"], card) >= 0.95
     assert route.routed_share(gate, looks["theirs_held"], card) <= 0.05
+    assert route.routed_share(gate, [], card) is None
     # a logistic regression's chance, not a hard switch: between 0 and 1 where it is unsure
     with torch.no_grad():
         g = gate(pipeline.inference_batch(looks["theirs_held"][:64], card))
@@ -124,6 +125,8 @@ def test_route_is_on_with_replay_and_refused_without(tmp_path):
 def test_route_warnings_say_when_the_gate_cannot_tell_the_camera_apart():
     fine = {"sent_to_fine_tuned": {"your_held_out": 0.97, "fer_not_fitted_on": 0.01}}
     assert finetune.route_warnings(fine) == [] and finetune.route_warnings(None) == []
+    nothing_held = {"sent_to_fine_tuned": {"your_held_out": None, "fer_not_fitted_on": 0.01}}
+    assert finetune.route_warnings(nothing_held) == []
     blind = {"sent_to_fine_tuned": {"your_held_out": 0.4, "fer_not_fitted_on": 0.3}}
     notes = finetune.route_warnings(blind)
     assert len(notes) == 2 and "40%" in notes[0] and "30%" in notes[1]

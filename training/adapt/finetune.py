@@ -588,7 +588,7 @@ def routed(
         "faces against FER+ training faces (training.adapt.route)",
         "original": str(original),
         "gate_faces": {"yours": len(train), "fer": len(fitted_on)},
-        "sent_to_fine_tuned": {k: round(v, 4) for k, v in shares.items()},
+        "sent_to_fine_tuned": {k: None if v is None else round(v, 4) for k, v in shares.items()},
         "faces_tried": {"your_held_out": len(held), "fer_not_fitted_on": len(tried_on)},
         "fine_tuned_alone_mb": round(fine_tuned_mb, 1),
         "routed_mb": round(args.out.stat().st_size / 1e6, 1),
@@ -600,7 +600,7 @@ def route_warnings(routing: dict | None) -> list[str]:
         return []
     sent = routing["sent_to_fine_tuned"]
     notes = []
-    if sent["your_held_out"] < ROUTE_WARN["your_held_out"]:
+    if sent["your_held_out"] is not None and sent["your_held_out"] < ROUTE_WARN["your_held_out"]:
         notes.append(f"the route sends only {sent['your_held_out']:.0%} of your held-out faces to "
                      "the fine-tuned network: it barely tells your camera from FER+'s faces, so "
                      "faces like yours are often read as before (--no-route: the fine-tuned "
@@ -791,8 +791,9 @@ def main(argv: list[str] | None = None) -> None:
     routing = details["fine_tuned"].get("routing")
     if routing:
         sent = routing["sent_to_fine_tuned"]
+        held_share = "-" if sent["your_held_out"] is None else f"{sent['your_held_out']:.0%}"
         print(f"routed ({routing['routed_mb']} MB): the fine-tuned network reads "
-              f"{sent['your_held_out']:.0%} of your held-out faces and "
+              f"{held_share} of your held-out faces and "
               f"{sent['fer_not_fitted_on']:.1%} of {routing['faces_tried']['fer_not_fitted_on']} "
               "other FER+ faces; the original reads the rest")  # fmt: skip
     for note in notes:

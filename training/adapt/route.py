@@ -88,8 +88,10 @@ def fit_gate(
     return gate.eval()
 
 
-def routed_share(gate: Gate, faces: list[readers.Face], card: ModelCard) -> float:
-    """The share of `faces` the gate sends (mostly) to the fine-tuned network."""
+def routed_share(gate: Gate, faces: list[readers.Face], card: ModelCard) -> float | None:
+    """The share of `faces` the gate sends (mostly) to the fine-tuned network (None: no faces)."""
+    if not faces:
+        return None
     with torch.no_grad():
         g = [gate(pipeline.inference_batch(faces[start : start + 128], card))
              for start in range(0, len(faces), 128)]  # fmt: skip
