@@ -274,6 +274,14 @@ def test_the_stand_ins_summary_gives_means_over_runs_and_the_classes_down_per_ru
     assert "never named, before and after +3.0 points" in text
     # with the 100 Neutral faces (80% -> 70%) counted in: (300 * 0.06 - 100 * 0.1) / 400
     assert "counted in +2.0" in text
+    assert "the route" not in text  # none of these runs was routed
+    routed = [run(0, 0.5, 0.05), run(1, 0.5, 0.05)]
+    for r, held, fer in zip(routed, (0.99, 1.0), (0.007, 0.008), strict=True):
+        r["card"]["routing"] = {"sent_to_fine_tuned": {"your_held_out": held,
+                                                       "fer_not_fitted_on": fer}}  # fmt: skip
+    assert "the route sent 99.0%-100.0% of the folder's held-out faces and 0.7%-0.8%" in (
+        standin.summary(routed)
+    )
 
 
 def test_warnings_name_absent_classes_and_lost_points():

@@ -228,6 +228,16 @@ def summary(runs: list[dict]) -> str:
         return right / (seven["faces"] + lacking["faces"])
 
     eight = [100 * (together(r, "after") - together(r, "before")) for r in runs]
+    routed = [r["card"]["routing"]["sent_to_fine_tuned"] for r in runs if r["card"].get("routing")]
+    sent = (
+        [f"the route sent {min(x['your_held_out'] for x in routed):.1%}-"
+         f"{max(x['your_held_out'] for x in routed):.1%} of the folder's held-out faces and "
+         f"{min(x['fer_not_fitted_on'] for x in routed):.1%}-"
+         f"{max(x['fer_not_fitted_on'] for x in routed):.1%} of other FER+ faces to the "
+         "fine-tuned network"]
+        if routed
+        else []
+    )  # fmt: skip
     return "\n".join([
         f"over {len(runs)} runs (finetune --seed {', '.join(str(r['seed']) for r in runs)}):",
         f"FER+ Valid {np.mean(valid):+.2f} points (worst {min(valid):+.2f}); per class "
@@ -237,6 +247,7 @@ def summary(runs: list[dict]) -> str:
         f" the absent class in the folder's look {np.mean(absent):.0f}%",
         f"the same with the absent class never named, before and after {np.mean(never):+.1f} "
         f"points; with the absent class's faces in the look counted in {np.mean(eight):+.1f}",
+        *sent,
     ])  # fmt: skip
 
 
