@@ -19,9 +19,10 @@ two, and is labelled by one person. The stand-in, built at run time in a tempora
   the user's camera? It is reported apart, so that the seven classes' figures stay as before.
 
 `--kind posed` shows the same drawn faces otherwise: each as one of the set's 59 people poses
-it (bench.personal's posed people: anger, contempt and fear far toward a neutral face, which
-the shipped model reads mostly as Neutral, as it read the issue's real posed faces) through
-that person's own camera; the other people's faces are posed by 20 others.
+it (training.data.people's posed people, as in bench.personal: anger, contempt and fear far
+toward a neutral face, which the shipped model reads mostly as Neutral, as it read the
+issue's real posed faces) through that person's own camera; the other people's faces are
+posed by 20 others.
 
 It fine-tunes the shipped model on it with training.adapt.finetune (the options after ours go to
 finetune) and prints per class: FER+ Valid before and after, and the stand-in's test faces
@@ -43,11 +44,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from bench.personal import Person
 from emotion.card import CLASSES
 from emotion.model import EmotionModel
 from training.adapt import finetune
 from training.data import readers
+from training.data.people import Person
 from training.measure.evaluate import file_logits
 
 # Training faces per class: a user's collection, the common expressions first.
@@ -92,7 +93,7 @@ def draw(
 
 
 class Posed:
-    """--kind posed: each face shown by one of the set's people (bench.personal's Person, its
+    """--kind posed: each face shown by one of the set's people (training.data.people's Person, its
     `posed` intensities: anger, contempt and fear far toward a neutral face, as the shipped
     model misreads real posed faces) through that person's own camera. The folder's people
     and the other people are different ones."""
