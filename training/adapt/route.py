@@ -41,19 +41,29 @@ ROUTED = 0.5  # a face counts as routed to the fine-tuned network when g > this
 class Gate(torch.nn.Module):
     """g(x) in [0, 1]: how much a face looks like the user's folder rather than FER+."""
 
-    def __init__(self, early: torch.nn.Module, mean, scale, weight, bias):
+    def __init__(
+        self,
+        early: torch.nn.Module,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray,
+    ):
         super().__init__()
         self.early = early
-        as_tensor = lambda v: torch.as_tensor(np.asarray(v), dtype=torch.float32)  # noqa: E731
-        self.register_buffer("mean", as_tensor(mean))
-        self.register_buffer("scale", as_tensor(scale))
-        self.register_buffer("weight", as_tensor(weight).reshape(-1, 1))
-        self.register_buffer("bias", as_tensor(bias).reshape(1))
+        self.register_buffer("mean", float32(mean))
+        self.register_buffer("scale", float32(scale))
+        self.register_buffer("weight", float32(weight).reshape(-1, 1))
+        self.register_buffer("bias", float32(bias).reshape(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = statistics(self.early(x))
         standardized = (features - self.mean) / self.scale
         return torch.sigmoid(standardized @ self.weight + self.bias)
+
+
+def float32(values: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values), dtype=torch.float32)
 
 
 def statistics(maps: torch.Tensor) -> torch.Tensor:
@@ -73,9 +83,9 @@ def features(early: torch.nn.Module, faces: list[readers.Face], card: ModelCard)
 def fit_gate(
     start: torch.nn.Module, yours: list[readers.Face], theirs: list[readers.Face], card: ModelCard
 ) -> Gate:
-    """The gate, from `start`'s stem and layer1 (a copy: the fine-tuned network's own
-    change with it): `yours` (the folder's training faces) against `theirs` (FER+ faces),
-    each side weighted alike however many there are."""
+    """The gate on a copy of `start`'s stem and layer1 (the original's: the fine-tuned
+    network's own changed), fitted on `yours` (the folder's training faces) against `theirs`
+    (FER+ faces), each side weighted alike however many there are."""
     early = copy.deepcopy(start[0][EARLY]).eval()
     x = np.concatenate([features(early, yours, card), features(early, theirs, card)])
     y = np.r_[np.ones(len(yours)), np.zeros(len(theirs))]
