@@ -4,6 +4,7 @@ file does and faces in that look as the fine-tuned one does."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -130,3 +131,22 @@ def test_route_warnings_say_when_the_gate_cannot_tell_the_camera_apart():
     blind = {"sent_to_fine_tuned": {"your_held_out": 0.4, "fer_not_fitted_on": 0.3}}
     notes = finetune.route_warnings(blind)
     assert len(notes) == 2 and "40%" in notes[0] and "30%" in notes[1]
+
+
+def test_a_routed_files_weights_are_not_a_start_for_another_route(tmp_path, capsys):
+    """A routed file's .pth is its fine-tuned network alone: starting a routed fine-tune from
+    it would drop the original it routes to, so it is refused with a way out."""
+    folder = tmp_path / "faces"
+    for name in ("happy", "sad"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (48, 48), 60 * i).save(folder / name / f"{i}.png")
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    card["fine_tuned"] = {"routing": {"sent_to_fine_tuned": {}}}
+    start = tmp_path / "mine.pth"
+    start.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(SystemExit, match=r"one side of a routed model.*--no-route"):
+        finetune.main(["--data", str(folder), "--out", str(tmp_path / "again.onnx"),
+                       "--weights", str(start), "--replay", str(FERPLUS / "FER2013Train"),
+                       "--check", "none"])  # fmt: skip
+    assert not (tmp_path / "again.onnx").exists()
