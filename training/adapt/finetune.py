@@ -328,6 +328,11 @@ def drawn_prior(replay: list[readers.Face], weights: np.ndarray) -> list[float]:
     return (drawn / drawn.sum()).tolist()
 
 
+def drawn_from(replay: list[readers.Face], n: int, rng: np.random.Generator) -> list[readers.Face]:
+    """`n` replay faces without replacement, in `rng`'s order (the first n of a permutation)."""
+    return [replay[i] for i in rng.permutation(len(replay))[:n]]
+
+
 def batches(
     train: list[readers.Face],
     replay: list[readers.Face],
@@ -519,9 +524,8 @@ def give_back_shares(
     """Shift the logits of `classes` (class_share_shift, on SHIFT_SAMPLE replay faces, a share
     args.shift_look of them in the folder's look) and export args.out again with the shift in
     its offset; the card's logit_adjustment records it."""
-    rng = np.random.default_rng(args.seed)
-    drawn = [ReplayFace(replay[i].path, replay[i].votes)
-             for i in rng.permutation(len(replay))[:SHIFT_SAMPLE]]  # fmt: skip
+    sampled = drawn_from(replay, SHIFT_SAMPLE, np.random.default_rng(args.seed))
+    drawn = [ReplayFace(f.path, f.votes) for f in sampled]
     with tempfile.TemporaryDirectory() as scratch:
         sample_in_look = seen is not None and args.shift_look > 0
         if sample_in_look:
@@ -568,8 +572,7 @@ def routed(
     (training.adapt.route): `original`, the start's file as it is, the fine-tuned file, and a
     gate fitted on `train` against GATE_FACES replay faces; how it routes is measured on
     `held` and as many other replay faces."""
-    rng = np.random.default_rng(args.seed)
-    drawn = [replay[i] for i in rng.permutation(len(replay))[: 2 * GATE_FACES]]
+    drawn = drawn_from(replay, 2 * GATE_FACES, np.random.default_rng(args.seed))
     fitted_on, tried_on = drawn[:GATE_FACES], drawn[GATE_FACES:]
     gate = route.fit_gate(export.load_shipped(args.weights), train, fitted_on, tuned)
     shares = {"your_held_out": route.routed_share(gate, held, tuned),
@@ -703,7 +706,7 @@ def main(argv: list[str] | None = None) -> None:
         averaged(model, export.load_shipped(args.weights).state_dict(), args.average)
     if args.refit_bn:
         rng = np.random.default_rng(args.seed)
-        drawn = [replay[i] for i in rng.permutation(len(replay))[: len(train)]]
+        drawn = drawn_from(replay, len(train), rng)
         mixed = [(train + drawn)[i] for i in rng.permutation(len(train) + len(drawn))]
         refit_batchnorm(model, mixed, card)
     seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
@@ -759,8 +762,7 @@ def main(argv: list[str] | None = None) -> None:
         tuned.write(args.out.with_suffix(".json"))
     calibration = replay or train
     if args.route:  # the fine-tuned network reads faces like yours: its ranges from both kinds
-        rng = np.random.default_rng(args.seed)
-        calibration = train + [replay[i] for i in rng.permutation(len(replay))[: len(train)]]
+        calibration = train + drawn_from(replay, len(train), np.random.default_rng(args.seed))
     # int8 by default when the start computes in int8 (its card's `quantization`)
     if "quantization" in card.details if args.int8 is None else args.int8:
         details["quantization"] = in_int8(args.out, tuned, calibration, args.seed)
